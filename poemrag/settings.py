@@ -1,0 +1,58 @@
+"""All of poemrag's configuration, read from ``POEMRAG_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_MODEL_DIR = Path(__file__).parent / "models" / "poemrag-zh-1792"
+"""The encoder shipped inside the package (int8 ONNX, 1792-d, cosine)."""
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/poemrag``, i.e. ``~/.local/share/poemrag`` by default."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "poemrag"
+
+
+class Settings(BaseSettings):
+    """poemrag settings. Every field can be set as ``POEMRAG_<FIELD>`` or in a ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="POEMRAG_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Corpus cache and the embedded Qdrant Edge store live here.",
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset = embedded Qdrant Edge store."
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant server API key.")
+    qdrant_timeout: float = Field(default=30.0, description="Server request timeout, seconds.")
+    collection: str = Field(default="tang_poems", description="Collection name.")
+    model: str = Field(
+        default=str(PACKAGED_MODEL_DIR),
+        description="Local model directory or hub id; default: the packaged encoder.",
+    )
+    backend: Literal["onnx", "torch"] = Field(
+        default="onnx", description="onnx = fastembed/onnxruntime, torch = sentence-transformers."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Texts per embedding batch.")
+    upsert_batch_size: int = Field(default=512, ge=1, description="Points per store write.")
+    ccpm_dir: Path | None = Field(
+        default=None, description="Directory with CCPM train.jsonl/valid.jsonl (training only)."
+    )
+
+    @property
+    def store_path(self) -> Path:
+        """Directory of the embedded Edge shard for this collection."""
+        return self.data_dir / "qdrant" / self.collection
+
+    @property
+    def corpus_dir(self) -> Path:
+        """Where the pinned corpus tarball is cached."""
+        return self.data_dir / "corpus"
