@@ -68,6 +68,23 @@ def _is_not_verse_shape(text: str) -> bool:
     return any(len(c) > MAX_CLAUSE_CHARS for c in clauses(text))
 
 
+EDITORIAL_MARKERS: tuple[str, ...] = (
+    "此詩", "此首", "本書", "二詩", "三詩", "諸詩", "右詩", "詩集", "唐詩", "作品", "作者",
+    "初唐", "盛唐", "中唐", "晚唐", "今按", "按：", "原注", "錄示", "俟考", "待考", "附考",
+    "存疑", "不錄", "著錄", "收入", "擬作", "所作", "疑非", "疑爲", "當是", "寫定", "輯補",
+    "鈔補", "認爲", "可能", "已經", "他們", "我們", "這", "的",
+)
+"""Words of editors' and modern scholars' prose; verse with them is kept when its clauses are
+regular (e.g. 曉渭度簷帆的的，晚原含雨樹重重。)."""
+
+
+def _is_commentary(text: str) -> bool:
+    if not any(marker in text for marker in EDITORIAL_MARKERS):
+        return False
+    lengths = {len(c) for c in clauses(text)}
+    return len(lengths) > 1 or len(clauses(text)) == 1
+
+
 DROP_RULES: tuple[DropRule, ...] = (
     DropRule("empty", "empty or whitespace only", lambda t: not t.strip()),
     DropRule("no_chinese", "punctuation or symbols only, e.g. 。", lambda t: not _HAN_RE.search(t)),
@@ -93,6 +110,11 @@ DROP_RULES: tuple[DropRule, ...] = (
         "prose",
         f"clauses longer than {MAX_CLAUSE_CHARS} characters or stray symbols: modern commentary",
         _is_not_verse_shape,
+    ),
+    DropRule(
+        "commentary",
+        "editorial words (此詩, 本書, 俟考, 的…) in irregular clauses, e.g. 今收入先宋詩，以俟考定。",
+        _is_commentary,
     ),
 )
 
