@@ -1,0 +1,249 @@
+"""The embedded store: Qdrant Edge (the Qdrant engine in-process), persisted on disk.
+
+One process at a time: the shard directory is guarded by an exclusive lock file, so a second
+process gets a one-line error instead of corrupting the shard.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from poemrag.errors import StoreError
+from poemrag.store import (
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    QUANTILE,
+    TEXT_FIELD,
+    VECTOR_NAME,
+    Hit,
+    SearchFilter,
+)
+
+DISTANCE = "Cosine"
+
+
+class EdgeStore:
+    """A Qdrant Edge shard at ``path`` holding one poemrag collection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.meta_path = self.path.with_name(self.path.name + ".json")
+        self._lock_file = self._lock(self.path.with_name(self.path.name + ".lock"))
+        self._shard: qe.EdgeShard | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _lock(lock_path: Path) -> IO[str]:
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = lock_path.open("a+")
+        except OSError as exc:
+            raise StoreError(f"cannot open the store at {lock_path.parent}: {exc.strerror}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreError(
+                f"the store {lock_path.with_suffix('')} is in use by another process (pid {owner}); "
+                "wait for it to finish or set POEMRAG_DATA_DIR to another directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+        if not self._lock_file.closed:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def shard(self) -> qe.EdgeShard:
+        if self._shard is None:
+            if not self.exists():
+                raise StoreError(
+                    f"no collection at {self.path}: run `python -m poemrag.ingest` first"
+                )
+            try:
+                self._shard = qe.EdgeShard.load(str(self.path))
+            except Exception as exc:  # the engine raises plain exceptions for damaged shards
+                raise StoreError(f"cannot load the store at {self.path}: {exc}") from None
+        return self._shard
+
+    def exists(self) -> bool:
+        return self.meta_path.exists() and self.path.is_dir()
+
+    def _meta(self) -> dict[str, Any]:
+        return json.loads(self.meta_path.read_text(encoding="utf-8"))
+
+    # -- collection ---------------------------------------------------------------------------
+
+    def vector_size(self) -> int | None:
+        return int(self._meta()["size"]) if self.exists() else None
+
+    def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
+        if recreate:
+            self.drop()
+        if self.exists():
+            meta = self._meta()
+            if meta.get("size") != dim or meta.get("distance") != DISTANCE:
+                raise StoreError(
+                    f"the collection at {self.path} holds {meta.get('size')}-d "
+                    f"{meta.get('distance')} vectors but the model makes {dim}-d {DISTANCE} "
+                    "vectors; rerun with --recreate to rebuild it with this model"
+                )
+            return
+        if self.path.exists():  # a shard without metadata: a create that died half-way
+            shutil.rmtree(self.path)
+        self._shard = qe.EdgeShard.create(str(self.path), _edge_config(dim))
+        for field in KEYWORD_FIELDS:
+            self._shard.update(
+                qe.UpdateOperation.create_field_index(field, qe.KeywordIndexParams())
+            )
+        for field in INTEGER_FIELDS:
+            params = qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False)
+            self._shard.update(qe.UpdateOperation.create_field_index(field, params))
+        text = qe.TextIndexParams(
+            tokenizer=qe.TokenizerType.Multilingual, lowercase=True, enable_hnsw=False
+        )
+        self._shard.update(qe.UpdateOperation.create_field_index(TEXT_FIELD, text))
+        self._shard.flush()
+        # Written last: its presence marks a complete collection.
+        meta = {"size": dim, "distance": DISTANCE, "vector": VECTOR_NAME, "model": model}
+        self.meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    def drop(self) -> None:
+        """Delete the collection (shard files and metadata)."""
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+        self.meta_path.unlink(missing_ok=True)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        if not ids:
+            return set()
+        records = self.shard.retrieve(list(ids), with_payload=False, with_vector=False)
+        return {int(r.id) for r in records}
+
+    def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        points = [
+            qe.Point(int(i), {VECTOR_NAME: vec.tolist()}, payload)
+            for i, vec, payload in zip(ids, vectors, payloads, strict=True)
+        ]
+        if points:
+            self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def finish(self) -> None:
+        self.shard.flush()
+        self.shard.optimize()
+        self.shard.flush()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return int(self.shard.count(qe.CountRequest(exact=True))) if self.exists() else 0
+
+    def info(self) -> dict[str, Any]:
+        info = self.shard.info()
+        return {
+            "points": info.points_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "segments": info.segments_count,
+            "indexes": sorted(info.payload_schema),
+        }
+
+    def search(
+        self,
+        vector: Sequence[float],
+        limit: int,
+        filter: SearchFilter | None = None,
+        score_threshold: float | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(list(map(float, vector)), using=VECTOR_NAME),
+            filter=_edge_filter(filter),
+            with_payload=True,
+            score_threshold=score_threshold,
+            params=qe.SearchParams(
+                hnsw_ef=HNSW_EF_SEARCH,
+                exact=exact,
+                quantization=qe.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0),
+            ),
+        )
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]
+
+    def poem(self, poem_id: str) -> list[Hit]:
+        flt = _edge_filter(SearchFilter(poem_ids=[poem_id]))
+        records, _ = self.shard.scroll(
+            qe.ScrollRequest(limit=1000, filter=flt, with_payload=True, with_vector=False)
+        )
+        hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return sorted(hits, key=lambda h: h.metadata.get("line", 0))
+
+    def scroll_points(self, batch: int = 1024, with_vector: bool = True):  # noqa: ANN201
+        """Yield (id, vector, payload) of every point, in id order (for copying to a server)."""
+        offset = None
+        while True:
+            records, offset = self.shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=with_vector)
+            )
+            for r in records:
+                vector = r.vector[VECTOR_NAME] if with_vector and isinstance(r.vector, dict) else None
+                yield int(r.id), vector, dict(r.payload or {})
+            if offset is None:
+                return
+
+
+def _edge_config(dim: int) -> qe.EdgeConfig:
+    quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=QUANTILE, always_ram=True)
+    return qe.EdgeConfig(
+        vectors={
+            VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, quantization_config=quant)
+        },
+        hnsw_config=qe.HnswIndexConfig(
+            m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+        ),
+        quantization_config=quant,
+    )
+
+
+def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = [
+        qe.FieldCondition(key=key, match=qe.MatchAny(values)) for key, values in flt.conditions()
+    ]
+    if flt.text:
+        must.append(qe.FieldCondition(key=TEXT_FIELD, match=qe.MatchText(flt.text)))
+    return qe.Filter(must=must)

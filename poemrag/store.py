@@ -1,0 +1,128 @@
+"""The vector store interface shared by the embedded Edge store and a Qdrant server.
+
+Collection layout (identical on both backends):
+
+* one named dense vector ``dense`` (size from the model, cosine), int8 scalar quantization, HNSW;
+* payload ``{"page_content": couplet, "metadata": {...}}`` (LangChain's convention);
+* keyword indexes on ``metadata.author/dynasty/form/tags/poem_id``, an integer index on
+  ``metadata.line``, and a Multilingual full-text index on ``page_content`` (which segments
+  Chinese). Text and integer indexes get no HNSW sub-graphs (they made builds much slower).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from poemrag.settings import Settings
+
+VECTOR_NAME = "dense"
+TEXT_FIELD = "page_content"
+KEYWORD_FIELDS = (
+    "metadata.author",
+    "metadata.dynasty",
+    "metadata.form",
+    "metadata.tags",
+    "metadata.poem_id",
+)
+INTEGER_FIELDS = ("metadata.line",)
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 100
+HNSW_EF_SEARCH = 128
+FULL_SCAN_THRESHOLD_KB = 10_000
+QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A point returned by a search: id, similarity score and payload."""
+
+    id: int
+    score: float
+    payload: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        return str(self.payload.get(TEXT_FIELD, ""))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.payload.get("metadata") or {})
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """Metadata constraints: each non-empty list must match (any of its values)."""
+
+    authors: Sequence[str] = field(default_factory=tuple)
+    forms: Sequence[str] = field(default_factory=tuple)
+    tags: Sequence[str] = field(default_factory=tuple)
+    poem_ids: Sequence[str] = field(default_factory=tuple)
+    text: str | None = None
+    """Full-text match on the couplet (Multilingual tokenizer)."""
+
+    def conditions(self) -> list[tuple[str, list[str]]]:
+        """(payload key, accepted values) pairs for the non-empty constraints."""
+        pairs = [
+            ("metadata.author", list(self.authors)),
+            ("metadata.form", list(self.forms)),
+            ("metadata.tags", list(self.tags)),
+            ("metadata.poem_id", list(self.poem_ids)),
+        ]
+        return [(key, values) for key, values in pairs if values]
+
+    def is_empty(self) -> bool:
+        return not self.conditions() and not self.text
+
+
+class PoemStore(Protocol):
+    """What ingest, retriever and search need from a vector store."""
+
+    def vector_size(self) -> int | None:
+        """Vector size of the existing collection, or None if it does not exist."""
+
+    def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
+        """Create the collection (or check the existing one) for vectors of size ``dim``."""
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        """Those of ``ids`` already stored."""
+
+    def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        """Write points (idempotent: same id overwrites)."""
+
+    def finish(self) -> None:
+        """Flush and build indexes after a bulk write."""
+
+    def count(self) -> int:
+        """Number of points in the collection."""
+
+    def search(
+        self,
+        vector: Sequence[float],
+        limit: int,
+        filter: SearchFilter | None = None,
+        score_threshold: float | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Nearest couplets by cosine similarity."""
+
+    def poem(self, poem_id: str) -> list[Hit]:
+        """All stored couplets of one poem, in line order (score 0)."""
+
+    def close(self) -> None:
+        """Release files, locks and connections."""
+
+
+def open_store(settings: Settings | None = None) -> PoemStore:
+    """The embedded Edge store, or the server store when ``POEMRAG_QDRANT_URL`` is set."""
+    settings = settings or Settings()
+    if settings.qdrant_url:
+        from poemrag.server_store import ServerStore
+
+        return ServerStore.connect(settings)
+    from poemrag.edge_store import EdgeStore
+
+    return EdgeStore(settings.store_path)
