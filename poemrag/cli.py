@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from pydantic import ValidationError
+
 from poemrag.errors import PoemragError
 
 EXIT_ERROR = 2
@@ -17,6 +19,11 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         return main(argv)
     except PoemragError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValidationError as exc:  # a POEMRAG_* setting with a bad value
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"])
+        print(f"error: invalid setting {where!r}: {err['msg']}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to continue", file=sys.stderr)
