@@ -105,24 +105,23 @@ class PoemRetriever(BaseRetriever):
 
     def full_poem(self, hit: Document | Hit | str) -> list[Document]:
         """Every stored couplet of the poem a hit belongs to (or of a poem id), in order."""
-        if isinstance(hit, str):
-            poem_id = hit
-        elif isinstance(hit, Document):
-            poem_id = hit.metadata["poem_id"]
-        else:
-            poem_id = hit.metadata["poem_id"]
+        poem_id = hit if isinstance(hit, str) else hit.metadata["poem_id"]
         with self._lock:
             return [hit_to_document(h) for h in self.store.poem(poem_id)]
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
-        return [hit_to_document(h) for h in self.search(query)]
+        return [hit_to_document(h) for h in self.search(query, k)]
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
     ) -> list[Document]:
-        hits = await run_in_executor(None, self.search, query)
+        hits = await run_in_executor(None, self.search, query, k)
         return [hit_to_document(h) for h in hits]
 
 

@@ -1,0 +1,244 @@
+"""A Qdrant server (or qdrant-client's local mode) behind the :class:`PoemStore` interface."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as m
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from poemrag.errors import StoreError
+from poemrag.settings import Settings
+from poemrag.store import (
+    FULL_SCAN_THRESHOLD_KB,
+    HNSW_EF_CONSTRUCT,
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    INTEGER_FIELDS,
+    KEYWORD_FIELDS,
+    QUANTILE,
+    TEXT_FIELD,
+    VECTOR_NAME,
+    Hit,
+    SearchFilter,
+)
+
+T = TypeVar("T")
+RETRIES = 4
+BACKOFF_S = 0.5
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class ServerStore:
+    """One collection on a Qdrant server, reached through qdrant-client."""
+
+    def __init__(self, client: QdrantClient, collection: str, where: str = "the Qdrant server") -> None:
+        self.client = client
+        self.collection = collection
+        self.where = where
+
+    @classmethod
+    def connect(cls, settings: Settings) -> ServerStore:
+        """Connect to ``POEMRAG_QDRANT_URL`` and check that it answers (and accepts the key)."""
+        url = settings.qdrant_url or ""
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        client = QdrantClient(url=url, api_key=key, timeout=int(settings.qdrant_timeout))
+        store = cls(client, settings.collection, where=f"the Qdrant server at {url}")
+        store._call(client.get_collections)
+        return store
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the client, retrying transient failures with exponential backoff."""
+        for attempt in range(RETRIES):
+            try:
+                return fn(*args, **kwargs)
+            except UnexpectedResponse as exc:
+                if exc.status_code in (401, 403):
+                    raise StoreError(
+                        f"{self.where} refused the API key ({exc.status_code}); "
+                        "check POEMRAG_QDRANT_API_KEY"
+                    ) from None
+                if exc.status_code not in TRANSIENT_STATUS or attempt == RETRIES - 1:
+                    raise StoreError(f"{self.where} answered {exc.status_code}: {_reason(exc)}") from None
+            except (ResponseHandlingException, ConnectionError, TimeoutError) as exc:
+                if attempt == RETRIES - 1:
+                    raise StoreError(f"cannot reach {self.where}: {_root_cause(exc)}") from None
+            time.sleep(BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- collection ---------------------------------------------------------------------------
+
+    def _vector_params(self) -> m.VectorParams | None:
+        if not self._call(self.client.collection_exists, self.collection):
+            return None
+        info = self._call(self.client.get_collection, self.collection)
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, dict) or VECTOR_NAME not in vectors:
+            raise StoreError(
+                f"collection {self.collection!r} on {self.where} has no {VECTOR_NAME!r} vector; "
+                "it was not made by poemrag: rerun with --recreate to rebuild it"
+            )
+        return vectors[VECTOR_NAME]
+
+    def vector_size(self) -> int | None:
+        params = self._vector_params()
+        return None if params is None else int(params.size)
+
+    def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
+        if recreate and self._call(self.client.collection_exists, self.collection):
+            self._call(self.client.delete_collection, self.collection)
+        params = self._vector_params()
+        if params is not None:
+            if params.size != dim or params.distance != m.Distance.COSINE:
+                raise StoreError(
+                    f"collection {self.collection!r} on {self.where} holds {params.size}-d "
+                    f"{params.distance.value} vectors but the model makes {dim}-d Cosine vectors; "
+                    "rerun with --recreate to rebuild it with this model"
+                )
+            return
+        quant = m.ScalarQuantization(
+            scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=QUANTILE, always_ram=True)
+        )
+        self._call(
+            self.client.create_collection,
+            self.collection,
+            vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
+            hnsw_config=m.HnswConfigDiff(
+                m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+            ),
+            quantization_config=quant,
+            metadata={"poemrag_model": model} if model else None,
+        )
+        for field_name, schema in payload_schemas().items():
+            self._call(
+                self.client.create_payload_index, self.collection, field_name, field_schema=schema
+            )
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+        if not ids:
+            return set()
+        records = self._call(
+            self.client.retrieve, self.collection, list(ids), with_payload=False, with_vectors=False
+        )
+        return {int(r.id) for r in records}
+
+    def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+        points = [
+            m.PointStruct(id=int(i), vector={VECTOR_NAME: vec.tolist()}, payload=payload)
+            for i, vec, payload in zip(ids, vectors, payloads, strict=True)
+        ]
+        if points:
+            self._call(self.client.upsert, self.collection, points=points, wait=True)
+
+    def finish(self) -> None:
+        """Nothing to do: the server builds its indexes in the background."""
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        if not self._call(self.client.collection_exists, self.collection):
+            return 0
+        return int(self._call(self.client.count, self.collection, exact=True).count)
+
+    def search(
+        self,
+        vector: Sequence[float],
+        limit: int,
+        filter: SearchFilter | None = None,
+        score_threshold: float | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        response = self._call(
+            self.client.query_points,
+            self.collection,
+            query=[float(x) for x in vector],
+            using=VECTOR_NAME,
+            limit=limit,
+            query_filter=server_filter(filter),
+            score_threshold=score_threshold,
+            with_payload=True,
+            search_params=m.SearchParams(
+                hnsw_ef=HNSW_EF_SEARCH,
+                exact=exact,
+                quantization=m.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0),
+            ),
+        )
+        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def poem(self, poem_id: str) -> list[Hit]:
+        records, _ = self._call(
+            self.client.scroll,
+            self.collection,
+            scroll_filter=server_filter(SearchFilter(poem_ids=[poem_id])),
+            limit=1000,
+            with_payload=True,
+        )
+        hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
+        return sorted(hits, key=lambda h: h.metadata.get("line", 0))
+
+    def scroll_points(self, batch: int = 256, with_vector: bool = True) -> Iterator[tuple[int, Any, dict]]:
+        """Yield (id, vector, payload) of every point."""
+        offset = None
+        while True:
+            records, offset = self._call(
+                self.client.scroll,
+                self.collection,
+                limit=batch,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vector,
+            )
+            for r in records:
+                vector = r.vector.get(VECTOR_NAME) if isinstance(r.vector, dict) else None
+                yield int(r.id), vector, dict(r.payload or {})
+            if offset is None:
+                return
+
+
+def payload_schemas() -> dict[str, Any]:
+    """Payload index schema per field, as qdrant-client models (same layout as the Edge store)."""
+    schemas: dict[str, Any] = {
+        field: m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD) for field in KEYWORD_FIELDS
+    }
+    for field in INTEGER_FIELDS:
+        schemas[field] = m.IntegerIndexParams(
+            type=m.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
+        )
+    schemas[TEXT_FIELD] = m.TextIndexParams(
+        type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.MULTILINGUAL, lowercase=True,
+        enable_hnsw=False,
+    )
+    return schemas
+
+
+def server_filter(flt: SearchFilter | None) -> m.Filter | None:
+    if flt is None or flt.is_empty():
+        return None
+    must: list[Any] = [
+        m.FieldCondition(key=key, match=m.MatchAny(any=values)) for key, values in flt.conditions()
+    ]
+    if flt.text:
+        must.append(m.FieldCondition(key=TEXT_FIELD, match=m.MatchText(text=flt.text)))
+    return m.Filter(must=must)
+
+
+def _reason(exc: UnexpectedResponse) -> str:
+    text = (exc.content or b"").decode("utf-8", "replace").strip()
+    return text.splitlines()[0][:200] if text else exc.reason_phrase
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

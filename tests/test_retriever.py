@@ -1,0 +1,109 @@
+"""PoemRetriever over a fixture corpus ingested into a temporary Edge store."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from langchain_core.documents import Document
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+
+from poemrag.retriever import EmptyQueryError, PoemRetriever, clean_query
+
+QUERY = "一个人在外地过中秋，特别想家"
+
+
+@pytest.fixture
+def retriever(onnx_embeddings, ingested_store) -> PoemRetriever:
+    return PoemRetriever(embeddings=onnx_embeddings, store=ingested_store, k=4)
+
+
+def test_documents_carry_couplet_and_metadata(retriever: PoemRetriever) -> None:
+    docs = retriever.invoke(QUERY)
+    assert len(docs) == 4 and all(isinstance(d, Document) for d in docs)
+    meta = docs[0].metadata
+    assert {"title", "author", "poem_id", "line", "form", "tags", "score", "id"} <= set(meta)
+    assert isinstance(meta["score"], float) and isinstance(meta["id"], int)
+    assert docs[0].page_content.endswith("。")
+    scores = [d.metadata["score"] for d in docs]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_one_couplet_per_poem_by_default(retriever: PoemRetriever) -> None:
+    docs = retriever.invoke(QUERY, k=10)
+    poems = [d.metadata["poem_id"] for d in docs]
+    assert len(poems) == len(set(poems)) == 10
+    every_line = retriever.model_copy(update={"one_per_poem": False}).invoke(QUERY, k=20)
+    assert len({d.metadata["poem_id"] for d in every_line}) < 20
+
+
+def test_filters_and_threshold(retriever: PoemRetriever) -> None:
+    libai = retriever.model_copy(update={"authors": ["李白"]}).invoke(QUERY)
+    assert {d.metadata["author"] for d in libai} == {"李白"}
+    qiyan = retriever.model_copy(update={"forms": ["七言"]}).invoke(QUERY)
+    assert qiyan and all(d.metadata["form"] == "七言" for d in qiyan)
+    homesick = retriever.model_copy(update={"tags": ["思乡"]}).invoke(QUERY)
+    assert homesick and all("思乡" in d.metadata["tags"] for d in homesick)
+    top = retriever.invoke(QUERY)[0].metadata["score"]
+    strict = retriever.model_copy(update={"score_threshold": top + 1e-4}).invoke(QUERY)
+    assert strict == []
+
+
+def test_full_poem_in_line_order(retriever: PoemRetriever) -> None:
+    hit = retriever.model_copy(update={"authors": ["李白"], "tags": ["饮酒"]}).invoke("喝酒")[0]
+    poem = retriever.full_poem(hit)
+    assert [d.metadata["line"] for d in poem] == list(range(7))
+    assert poem[0].page_content == "花间一壶酒，独酌无相亲。"
+    assert retriever.full_poem(hit.metadata["poem_id"]) == poem
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\n\t", "\x00\x07"])
+def test_empty_queries_are_refused(retriever: PoemRetriever, bad: str) -> None:
+    with pytest.raises(EmptyQueryError):
+        retriever.invoke(bad)
+
+
+def test_clean_query_strips_control_characters_and_caps_length() -> None:
+    assert clean_query("  想家\x00了\n ") == "想家 了"
+    assert len(clean_query("月" * 10_000)) == 512
+
+
+def test_async_and_threads_match_serial(retriever: PoemRetriever) -> None:
+    queries = [QUERY, "春天到了，花都开了", "和朋友喝酒", "登高望远"] * 2
+    serial = [retriever.invoke(q) for q in queries]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(retriever.invoke, queries))
+    assert threaded == serial
+
+    async def gather() -> list[list[Document]]:
+        return await asyncio.gather(*(retriever.ainvoke(q) for q in queries))
+
+    assert asyncio.run(gather()) == serial
+
+
+def test_from_settings_refuses_missing_collection(tmp_path, monkeypatch, tiny_onnx_dir) -> None:
+    monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POEMRAG_MODEL", str(tiny_onnx_dir))
+    with pytest.raises(Exception, match="poemrag.ingest"):
+        PoemRetriever.from_settings()
+
+
+class TestPoemRetrieverStandard(RetrieversIntegrationTests):
+    """LangChain's standard tests for retrievers."""
+
+    @pytest.fixture(autouse=True)
+    def _parts(self, onnx_embeddings, ingested_store) -> None:
+        self._params = {"embeddings": onnx_embeddings, "store": ingested_store}
+
+    @property
+    def retriever_constructor(self) -> type[PoemRetriever]:
+        return PoemRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return dict(self._params)
+
+    @property
+    def retriever_query_example(self) -> str:
+        return QUERY
