@@ -1,0 +1,1 @@
+"""Rerunnable benchmarks for poemrag (results as JSON; see each module's docstring)."""
