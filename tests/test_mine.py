@@ -1,0 +1,42 @@
+"""Hard-negative mining filters, with a deterministic fake encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.data import Triplet
+from training.mine import MineConfig, mine
+
+CHARS = "月光明霜故乡春花鸟雨山河楼江雪"
+
+
+def bag(texts: list[str]) -> np.ndarray:
+    """Character-count vectors over a tiny alphabet (a stand-in for the model)."""
+    return np.array([[t.count(c) + 0.01 for c in CHARS] for t in texts], dtype=np.float32)
+
+
+def test_mining_skips_own_poem_near_copies_and_known_texts() -> None:
+    t = Triplet("月光照在霜上想故乡", "床前明月光，疑是地上霜。", ("春眠不觉晓，处处闻啼鸟。",))
+    corpus = [
+        ("床前明月光，疑是地上霜。", "p1"),
+        ("举头望明月，低头思故乡。", "p1"),      # the positive's own poem
+        ("床前明月光，疑是故乡霜。", "p9"),      # shares 床前明月 with the positive
+        ("春眠不觉晓，处处闻啼鸟。", "p2"),      # already the authored negative
+        ("明月照高楼，流光正徘徊。", "p3"),
+        ("故乡今夜思千里，霜鬓明朝又一年。", "p4"),
+        ("江雪", "p5"),
+        ("花鸟山河", "p6"),
+    ]
+    cfg = MineConfig(num_negatives=2, top_k=8, max_similarity=0.999, relative_margin=0.0)
+    rows, skipped = mine([t], corpus, bag, bag, cfg)
+    assert skipped == 0
+    assert rows == [{
+        "anchor": t.anchor, "positive": t.positive, "negative_1": "春眠不觉晓，处处闻啼鸟。",
+        "negative_2": "故乡今夜思千里，霜鬓明朝又一年。", "negative_3": "明月照高楼，流光正徘徊。",
+    }]
+
+
+def test_rows_without_enough_candidates_are_skipped() -> None:
+    t = Triplet("雪", "江雪", ("花鸟山河",))
+    rows, skipped = mine([t], [("江雪", "p1"), ("花鸟山河", "p2")], bag, bag, MineConfig(1, 5))
+    assert rows == [] and skipped == 1

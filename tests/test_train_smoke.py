@@ -1,0 +1,61 @@
+"""Smoke test of ``python -m training.train`` on a tiny random model and made-up data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _training_helpers import ANCHORS, COUPLETS, build_tiny_model, made_up_triplets, write_jsonl
+
+from training.train import main
+
+
+def _made_up_ccpm(folder: Path) -> Path:
+    """A CCPM-format folder of invented rows (not CCPM data)."""
+    folder.mkdir()
+    lines = [c.split("，")[0] for c in COUPLETS]
+    rows = [
+        {"translation": ANCHORS[i], "choices": [lines[(i + k) % len(lines)] for k in range(4)],
+         "answer": i % 4}
+        for i in range(12)
+    ]
+    for split in ("train", "valid"):
+        write_jsonl(folder / f"{split}.jsonl", rows)
+    return folder
+
+
+def test_unknown_base_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_jsonl(tmp_path / "t.jsonl", made_up_triplets())
+    code = main(["--base", str(tmp_path / "no" / "such-model"), "--data", str(data),
+                 "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith("error: base model not found")
+
+
+@pytest.mark.slow
+def test_two_steps_on_a_tiny_model_save_model_and_card(tmp_path: Path) -> None:
+    base = build_tiny_model(tmp_path / "tiny")
+    data = write_jsonl(tmp_path / "t.jsonl", made_up_triplets())
+    mined = write_jsonl(tmp_path / "mined.jsonl", [
+        {**{k: v for k, v in r.items() if k != "negative"}, "negative_1": r["negative"],
+         "negative_2": COUPLETS[(i + 7) % len(COUPLETS)]}
+        for i, r in enumerate(made_up_triplets())
+    ])
+    out = tmp_path / "out"
+    code = main(["--base", str(base), "--data", str(data), str(mined),
+                 "--ccpm-dir", str(_made_up_ccpm(tmp_path / "ccpm")), "--max-steps", "2",
+                 "--batch-size", "4", "--max-seq-length", "32", "--eval-steps", "0",
+                 "--output-dir", str(out), "--no-checkpoints"])
+    assert code == 0
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Training loss" in card and "| 2 |" in card
+    assert "| ccpm | 12 |" in card and "| chat | 18 |" in card and "| chat_2neg | 18 |" in card
+    assert "chat_dev_cosine_accuracy@1" in card and "ccpm_accuracy" in card
+    assert "arXiv:2106.01979" in card
+    config = json.loads((out / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    assert config["prompts"] == {"query": "query: ", "document": "passage: "}
+
+    from sentence_transformers import SentenceTransformer
+
+    assert SentenceTransformer(str(out)).max_seq_length == 32

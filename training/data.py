@@ -1,0 +1,188 @@
+"""Training data: authored chat triplets (JSONL), CCPM triplets, the fixed dev split and checks.
+
+Chat triplet files hold one JSON object per line: ``{"anchor": chat message, "positive":
+corpus couplet, "negative": corpus couplet}``; mined files may carry ``negative_1`` ..
+``negative_n`` instead of ``negative``. Every problem is reported as ``file:line: message``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from poemrag.errors import PoemragError
+from training.ccpm import CcpmRow, read_ccpm
+
+DEV_PERCENT = 10
+"""Share of anchors held out as the chat dev set (by a stable hash of the anchor)."""
+
+OVERLAP_RUN = 4
+"""An anchor may not copy this many consecutive characters of its positive."""
+
+
+class TrainingDataError(PoemragError):
+    """A training data file is missing or malformed (the message names ``file:line``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Triplet:
+    """An anchor, its positive and zero or more hard negatives; ``where`` is ``file:line``."""
+
+    anchor: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+    where: str = ""
+
+
+def _negative_keys(row: dict[str, object]) -> list[str]:
+    numbered = sorted(
+        (k for k in row if k.startswith("negative_") and k[9:].isdigit()), key=lambda k: int(k[9:])
+    )
+    return (["negative"] if "negative" in row else []) + numbered
+
+
+def parse_triplet(line: str, where: str) -> Triplet:
+    """Parse one JSONL line; raises :class:`TrainingDataError` naming ``where`` on any problem."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TrainingDataError(f"{where}: bad JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise TrainingDataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    keys = ["anchor", "positive", *_negative_keys(row)]
+    if len(keys) == 2:
+        raise TrainingDataError(f"{where}: missing field 'negative'")
+    values: list[str] = []
+    for key in keys:
+        value = row.get(key)
+        if value is None:
+            raise TrainingDataError(f"{where}: missing field {key!r}")
+        if not isinstance(value, str):
+            raise TrainingDataError(f"{where}: field {key!r} is not a string")
+        if not value.strip():
+            raise TrainingDataError(f"{where}: field {key!r} is empty")
+        values.append(value.strip())
+    return Triplet(values[0], values[1], tuple(values[2:]), where)
+
+
+def read_triplets(path: Path, strict: bool = False) -> tuple[list[Triplet], list[str]]:
+    """Read a triplet JSONL file; returns (triplets, problems).
+
+    Blank lines are ignored. Malformed rows are skipped and reported in ``problems``, or with
+    ``strict`` the first one raises :class:`TrainingDataError`.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TrainingDataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    triplets: list[Triplet] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            triplets.append(parse_triplet(line, f"{path}:{number}"))
+        except TrainingDataError as exc:
+            if strict:
+                raise
+            problems.append(str(exc))
+    return triplets, problems
+
+
+def read_triplet_files(
+    paths: Iterable[Path], strict: bool = False, warn: bool = True
+) -> list[Triplet]:
+    """Read several triplet files; skipped rows are printed to stderr unless ``warn`` is off."""
+    triplets: list[Triplet] = []
+    for path in paths:
+        rows, problems = read_triplets(path, strict=strict)
+        if warn:
+            for problem in problems:
+                print(f"warning: skipped {problem}", file=sys.stderr)
+        triplets.extend(rows)
+    return triplets
+
+
+def dev_bucket(anchor: str) -> int:
+    """Stable bucket 0-99 of an anchor (sha1 of its stripped UTF-8 text)."""
+    digest = hashlib.sha1(anchor.strip().encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def is_dev(anchor: str) -> bool:
+    """True for the fixed ~10% of anchors held out as the dev set."""
+    return dev_bucket(anchor) < DEV_PERCENT
+
+
+def split_dev(triplets: Sequence[Triplet]) -> tuple[list[Triplet], list[Triplet]]:
+    """(train, dev) by :func:`is_dev`; a row's side never changes as files grow."""
+    train = [t for t in triplets if not is_dev(t.anchor)]
+    dev = [t for t in triplets if is_dev(t.anchor)]
+    return train, dev
+
+
+def ccpm_triplets(rows: Iterable[CcpmRow]) -> list[Triplet]:
+    """CCPM rows as triplets: translation, the right line, the three wrong lines."""
+    return [
+        Triplet(
+            anchor=row.translation,
+            positive=row.choices[row.answer],
+            negatives=tuple(c for i, c in enumerate(row.choices) if i != row.answer),
+            where=row.where,
+        )
+        for row in rows
+    ]
+
+
+def resolve_ccpm_dir(path: Path | None) -> Path | None:
+    """The CCPM folder: ``path`` if given, else ``POEMRAG_CCPM_DIR`` (None when neither is set)."""
+    if path is not None:
+        return path
+    from poemrag.settings import Settings
+
+    return Settings().ccpm_dir
+
+
+def load_ccpm_split(ccpm_dir: Path, split: str) -> list[CcpmRow]:
+    """Rows of ``train`` or ``valid`` from a CCPM folder; one-line errors name ``file:line``."""
+    path = ccpm_dir / f"{split}.jsonl"
+    if not path.is_file():
+        raise TrainingDataError(f"CCPM {split} file not found: {path}")
+    return read_ccpm(path)
+
+
+def check_positives(triplets: Iterable[Triplet], corpus_texts: set[str]) -> list[str]:
+    """One ``file:line`` error for each positive that is not a verbatim corpus couplet."""
+    return [
+        f"{t.where}: positive is not a corpus couplet: {t.positive}"
+        for t in triplets
+        if t.positive not in corpus_texts
+    ]
+
+
+def shares_run(anchor: str, positive: str, run: int = OVERLAP_RUN) -> str | None:
+    """The first ``run``-character substring of ``positive`` found in ``anchor``, if any."""
+    for start in range(len(positive) - run + 1):
+        piece = positive[start : start + run]
+        if piece in anchor:
+            return piece
+    return None
+
+
+def lint_triplets(triplets: Iterable[Triplet]) -> list[str]:
+    """``file:line`` errors for anchors copying their positive and for duplicate anchors."""
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    for t in triplets:
+        piece = shares_run(t.anchor, t.positive)
+        if piece is not None:
+            errors.append(f"{t.where}: anchor copies {piece!r} from its positive")
+        if t.anchor in seen:
+            errors.append(f"{t.where}: duplicate anchor (first at {seen[t.anchor]})")
+        else:
+            seen[t.anchor] = t.where
+    return errors

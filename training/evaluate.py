@@ -1,0 +1,196 @@
+"""Evaluate an encoder exactly as poemrag serves it.
+
+    python -m training.evaluate MODEL_DIR [--json OUT]
+
+Reports CCPM valid 4-way accuracy, Recall@1 / Recall@10 / MRR of the held-out chat dev pairs
+against a pool of corpus couplets (the dev targets plus a seeded random sample of the rest),
+and document encoding throughput. A directory with ``model.onnx`` is run on the ONNX backend,
+anything else on the torch (sentence-transformers) backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poemrag.errors import PoemragError
+from training.ccpm import CcpmRow, ccpm_accuracy
+from training.data import Triplet, load_ccpm_split, read_triplet_files, resolve_ccpm_dir, split_dev
+
+DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
+BATCH_SIZE = 64
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class Report:
+    """Evaluation results; ``None`` where a part was skipped (no CCPM, no dev pairs)."""
+
+    model: str
+    backend: str
+    ccpm_accuracy: float | None
+    ccpm_rows: int
+    recall_at_1: float | None
+    recall_at_10: float | None
+    mrr: float | None
+    dev_pairs: int
+    pool_size: int
+    couplets_per_s: float | None
+
+
+@dataclass
+class Encoders:
+    """Query and document encoders (prompts applied), returning one row per text."""
+
+    queries: Encode
+    documents: Encode
+    backend: str
+
+
+def open_encoders(model: str) -> Encoders:
+    """Load ``model`` through :class:`poemrag.embeddings.PoemEmbeddings`, as served."""
+    from poemrag.embeddings import PoemEmbeddings
+    from poemrag.encoders import detect_backend
+
+    backend = detect_backend(model)
+    emb = PoemEmbeddings(model=model, backend=backend, batch_size=BATCH_SIZE)
+    return Encoders(emb.encode_queries, emb.encode_documents, backend)
+
+
+def build_pool(targets: Iterable[str], corpus_texts: Sequence[str], size: int, seed: int) -> list[str]:
+    """Unique targets first, then a seeded random sample of other corpus couplets up to ``size``."""
+    pool = list(dict.fromkeys(targets))
+    chosen = set(pool)
+    rest = [t for t in dict.fromkeys(corpus_texts) if t not in chosen]
+    pool += random.Random(seed).sample(rest, min(max(size - len(pool), 0), len(rest)))
+    return pool
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def target_ranks(queries: np.ndarray, pool: np.ndarray, targets: Sequence[int]) -> np.ndarray:
+    """0-based rank of each query's target in ``pool`` by cosine (ties count in its favour)."""
+    scores = _unit(queries) @ _unit(pool).T
+    own = scores[np.arange(len(targets)), list(targets)]
+    return (scores > own[:, None]).sum(axis=1)
+
+
+def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """Recall@1, Recall@10 and MRR from 0-based target ranks."""
+    return {
+        "recall_at_1": float(np.mean(ranks < 1)),
+        "recall_at_10": float(np.mean(ranks < 10)),
+        "mrr": float(np.mean(1.0 / (ranks + 1))),
+    }
+
+
+def evaluate(
+    enc: Encoders,
+    model: str,
+    ccpm_rows: Sequence[CcpmRow],
+    dev: Sequence[Triplet],
+    corpus_texts: Sequence[str],
+    pool_size: int = 20_000,
+    seed: int = 0,
+) -> Report:
+    """Run all measurements with ``enc``; the pool encoding also gives the throughput."""
+    report = Report(model, enc.backend, None, len(ccpm_rows), None, None, None, len(dev), 0, None)
+    if ccpm_rows:
+        _say(f"CCPM: {len(ccpm_rows)} rows")
+        report.ccpm_accuracy = ccpm_accuracy(enc.queries, enc.documents, ccpm_rows)
+    pool = build_pool((t.positive for t in dev), corpus_texts, pool_size, seed)
+    report.pool_size = len(pool)
+    if pool:
+        _say(f"encoding a pool of {len(pool)} couplets ({len(dev)} dev targets)")
+        start = time.perf_counter()
+        pool_vecs = enc.documents(pool)
+        report.couplets_per_s = len(pool) / max(time.perf_counter() - start, 1e-9)
+    if dev:
+        index = {text: i for i, text in enumerate(pool)}
+        ranks = target_ranks(enc.queries([t.anchor for t in dev]), pool_vecs,
+                             [index[t.positive] for t in dev])
+        metrics = retrieval_metrics(ranks)
+        report.recall_at_1, report.recall_at_10 = metrics["recall_at_1"], metrics["recall_at_10"]
+        report.mrr = metrics["mrr"]
+    return report
+
+
+def format_report(r: Report) -> str:
+    """A small aligned table."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    rows = [
+        ("model", f"{r.model} ({r.backend})"),
+        (f"CCPM valid accuracy ({r.ccpm_rows} rows)", pct(r.ccpm_accuracy)),
+        (f"chat dev Recall@1 ({r.dev_pairs} pairs, pool {r.pool_size})", pct(r.recall_at_1)),
+        ("chat dev Recall@10", pct(r.recall_at_10)),
+        ("chat dev MRR", "-" if r.mrr is None else f"{r.mrr:.3f}"),
+        (f"throughput (couplets/s, batch {BATCH_SIZE})",
+         "-" if r.couplets_per_s is None else f"{r.couplets_per_s:.0f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def corpus_couplet_texts(source: Path | None) -> list[str]:
+    """Simplified texts of all corpus couplets, in corpus order."""
+    from poemrag.corpus import load_corpus
+
+    return [c.text for c in load_corpus(source).couplets()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="model directory (ST or ONNX) or hub id")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--data", type=Path, nargs="*", default=None,
+                   help=f"chat triplet files; their dev split is used (default {DEFAULT_DATA_GLOB})")
+    p.add_argument("--ccpm-dir", type=Path, default=None, help="CCPM folder (or POEMRAG_CCPM_DIR)")
+    p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
+    p.add_argument("--pool-size", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+        _, dev = split_dev(read_triplet_files(files))
+        ccpm_dir = resolve_ccpm_dir(args.ccpm_dir)
+        ccpm_rows = load_ccpm_split(ccpm_dir, "valid") if ccpm_dir is not None else []
+        if ccpm_dir is None:
+            print("note: no CCPM folder (--ccpm-dir or POEMRAG_CCPM_DIR); skipping CCPM",
+                  file=sys.stderr)
+        corpus = corpus_couplet_texts(args.corpus)
+        report = evaluate(open_encoders(args.model), args.model, ccpm_rows, dev, corpus,
+                          pool_size=args.pool_size, seed=args.seed)
+    except PoemragError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(asdict(report), ensure_ascii=False, indent=2) + "\n", "utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Mine extra hard negatives for the chat triplets with the current model.
+
+    python -m training.mine --model artifacts/trained/run1 --output artifacts/mined/chat_hn.jsonl
+
+For each training-split anchor (dev anchors stay untouched), the corpus couplets that the
+model ranks highest become negatives, except: the positive itself and any couplet of the
+positive's own poem, couplets sharing a 4-character run with the positive or too close to it
+(document cosine >= ``--max-similarity``), and, with ``--relative-margin``, candidates
+scoring within that margin of the positive (likely false negatives). Rows are written as
+``anchor, positive, negative_1 (the authored negative), negative_2..`` for ``--data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from poemrag.errors import PoemragError
+from training.data import Triplet, read_triplet_files, shares_run, split_dev
+
+DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
+
+Encode = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MineConfig:
+    """Filtering knobs, see the module docstring."""
+
+    num_negatives: int = 3
+    top_k: int = 50
+    max_similarity: float = 0.9
+    relative_margin: float = 0.05
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def top_candidates(queries: np.ndarray, docs: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
+    """Indices of the ``k`` best documents per query, best first (cosine)."""
+    k = min(k, len(docs))
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        scores = queries[start : start + chunk] @ docs.T
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
+        out[start : start + chunk] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A corpus couplet proposed for one anchor."""
+
+    text: str
+    poems: frozenset[str]
+    score: float
+    """Cosine to the anchor."""
+    similarity: float
+    """Cosine to the anchor's positive."""
+
+
+def pick_negatives(
+    t: Triplet, candidates: Sequence[Candidate], pos_score: float,
+    positive_poems: frozenset[str], cfg: MineConfig,
+) -> list[str]:
+    """Up to ``cfg.num_negatives`` candidate texts that pass every filter, best first."""
+    taken = {t.positive, *t.negatives}
+    picked: list[str] = []
+    for c in candidates:
+        if (
+            c.text in taken
+            or c.poems & positive_poems
+            or shares_run(c.text, t.positive) is not None
+            or c.similarity >= cfg.max_similarity
+            or (cfg.relative_margin > 0 and c.score >= pos_score * (1 - cfg.relative_margin))
+        ):
+            continue
+        picked.append(c.text)
+        taken.add(c.text)
+        if len(picked) == cfg.num_negatives:
+            break
+    return picked
+
+
+def mine(
+    triplets: Sequence[Triplet], corpus: Sequence[tuple[str, str]],
+    encode_queries: Encode, encode_documents: Encode, cfg: MineConfig,
+) -> tuple[list[dict[str, str]], int]:
+    """Mined rows for ``triplets`` against ``corpus`` (text, poem id); returns (rows, skipped)."""
+    poems_of: dict[str, set[str]] = {}
+    for text, poem_id in corpus:
+        poems_of.setdefault(text, set()).add(poem_id)
+    texts = list(poems_of)
+    docs = _unit(np.asarray(encode_documents(texts), dtype=np.float32))
+    queries = _unit(np.asarray(encode_queries([t.anchor for t in triplets]), dtype=np.float32))
+    positives = _unit(np.asarray(encode_documents([t.positive for t in triplets]), dtype=np.float32))
+    best = top_candidates(queries, docs, cfg.top_k)
+    rows: list[dict[str, str]] = []
+    skipped = 0
+    for n, t in enumerate(triplets):
+        candidates = [
+            Candidate(texts[i], frozenset(poems_of[texts[i]]), float(docs[i] @ queries[n]),
+                      float(docs[i] @ positives[n]))
+            for i in best[n]
+        ]
+        picked = pick_negatives(t, candidates, float(queries[n] @ positives[n]),
+                                frozenset(poems_of.get(t.positive, ())), cfg)
+        if len(picked) < cfg.num_negatives:
+            skipped += 1
+            continue
+        negatives = [*t.negatives, *picked]
+        rows.append({"anchor": t.anchor, "positive": t.positive,
+                     **{f"negative_{i}": x for i, x in enumerate(negatives, start=1)}})
+    return rows, skipped
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.mine", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="model directory (ST or ONNX) or hub id")
+    p.add_argument("--data", type=Path, nargs="*", default=None,
+                   help=f"chat triplet files (default {DEFAULT_DATA_GLOB})")
+    p.add_argument("--output", type=Path, default=Path("artifacts/mined/chat_hard_negatives.jsonl"))
+    p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
+    p.add_argument("--pool-size", type=int, default=None,
+                   help="mine from a seeded sample of this many couplets (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-negatives", type=int, default=MineConfig.num_negatives)
+    p.add_argument("--top-k", type=int, default=MineConfig.top_k)
+    p.add_argument("--max-similarity", type=float, default=MineConfig.max_similarity)
+    p.add_argument("--relative-margin", type=float, default=MineConfig.relative_margin,
+                   help="skip candidates scoring above (1 - margin) x the positive; 0 = off")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from poemrag.corpus import load_corpus
+        from poemrag.embeddings import PoemEmbeddings
+
+        files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+        train, dev = split_dev(read_triplet_files(files))
+        corpus = [(c.text, c.poem_id) for c in load_corpus(args.corpus).couplets()]
+        if args.pool_size is not None and args.pool_size < len(corpus):
+            corpus = random.Random(args.seed).sample(corpus, args.pool_size)
+        emb = PoemEmbeddings(model=args.model, batch_size=64)
+        cfg = MineConfig(args.num_negatives, args.top_k, args.max_similarity, args.relative_margin)
+        rows, skipped = mine(train, corpus, emb.encode_queries, emb.encode_documents, cfg)
+    except PoemragError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    print(f"wrote {len(rows)} rows to {args.output} ({skipped} anchors without "
+          f"{cfg.num_negatives} usable candidates skipped, {len(dev)} dev anchors left out)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

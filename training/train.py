@@ -1,0 +1,310 @@
+"""Fine-tune the encoder on chat triplets and CCPM with MultipleNegativesRankingLoss.
+
+    python -m training.train --data training/data/chat_*.jsonl --ccpm-dir CCPM_DIR \\
+        --output-dir artifacts/trained/run1
+
+Anchors get the model's query prompt, positives and negatives its document prompt. The fixed
+dev split (see :func:`training.data.is_dev`) of every JSONL file is held out from training and
+used for the retrieval evaluator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.evaluation import SequentialEvaluator
+from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from sentence_transformers.util import cos_sim
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from poemrag.errors import ModelError, PoemragError
+from training.data import (
+    Triplet,
+    ccpm_triplets,
+    load_ccpm_split,
+    read_triplet_files,
+    resolve_ccpm_dir,
+    split_dev,
+)
+from training.evaluators import CcpmEvaluator, chat_ir_evaluator
+from training.model_card import CardInfo, write_model_card
+
+DEFAULT_BASE = "artifacts/base/poemrag-e5-small-zh-1792"
+DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
+CCPM_EVAL_ROWS = 500
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p.add_argument("--base", default=DEFAULT_BASE, help="ST model directory or hub id")
+    p.add_argument("--data", type=Path, nargs="*", default=None,
+                   help=f"triplet JSONL files (default: {DEFAULT_DATA_GLOB})")
+    p.add_argument("--ccpm-dir", type=Path, default=None,
+                   help="train on CCPM train.jsonl from this folder (valid.jsonl for evaluation)")
+    p.add_argument("--output-dir", type=Path, default=Path("artifacts/trained/run"))
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
+    p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--eval-steps", type=float, default=0.25,
+                   help="evaluate every N steps (< 1: share of the run); 0 = only at the end")
+    p.add_argument("--no-checkpoints", action="store_true", help="do not save checkpoints")
+    p.add_argument("--strict", action="store_true", help="a malformed JSONL row is fatal")
+    return p
+
+
+def load_base(base: str, max_seq_length: int | None = None) -> SentenceTransformer:
+    """Load the base SentenceTransformer; a missing or unloadable model is a one-line error."""
+    looks_like_hub_id = base.count("/") == 1 and not base.startswith((".", "/", "~"))
+    if not Path(base).exists() and not looks_like_hub_id:
+        raise ModelError(f"base model not found: {base} (neither a directory nor a hub id)")
+    try:
+        model = SentenceTransformer(base)
+    except Exception as exc:  # noqa: BLE001 - any load failure becomes one line
+        detail = str(exc).strip().splitlines()
+        raise ModelError(f"cannot load base model {base}: {detail[0] if detail else exc!r}") from None
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
+
+
+def model_prompts(model: Any) -> tuple[str, str]:
+    """(query prompt, document prompt) from the model's saved prompts ('' when absent)."""
+    prompts: dict[str, str] = dict(getattr(model, "prompts", None) or {})
+    query = prompts.get("query", "")
+    document = prompts.get("document", prompts.get("passage", ""))
+    return query, document
+
+
+def negative_columns(count: int) -> list[str]:
+    """Column names for ``count`` hard negatives: ``negative`` or ``negative_1..n``."""
+    return ["negative"] if count == 1 else [f"negative_{i}" for i in range(1, count + 1)]
+
+
+def to_dataset(triplets: Sequence[Triplet]) -> Dataset:
+    """A ``datasets.Dataset`` (anchor, positive, negatives...) of rows with equal negative counts."""
+    count = len(triplets[0].negatives)
+    columns: dict[str, list[str]] = {"anchor": [], "positive": []}
+    names = negative_columns(count) if count else []
+    for name in names:
+        columns[name] = []
+    for t in triplets:
+        columns["anchor"].append(t.anchor)
+        columns["positive"].append(t.positive)
+        for name, negative in zip(names, t.negatives, strict=True):
+            columns[name].append(negative)
+    return Dataset.from_dict(columns)
+
+
+def group_by_negatives(name: str, triplets: Sequence[Triplet]) -> dict[str, list[Triplet]]:
+    """Split rows into datasets with one negative count each (``name``, ``name_3neg``...)."""
+    counts = Counter(len(t.negatives) for t in triplets)
+    main = counts.most_common(1)[0][0] if counts else 0
+    groups: dict[str, list[Triplet]] = {}
+    for t in triplets:
+        n = len(t.negatives)
+        groups.setdefault(name if n == main else f"{name}_{n}neg", []).append(t)
+    return groups
+
+
+def column_prompts(columns: set[str], query: str, document: str) -> dict[str, str] | None:
+    """Prompt per dataset column: query prompt on ``anchor``, document prompt on the rest."""
+    if not query and not document:
+        return None
+    return {c: (query if c == "anchor" else document) for c in sorted(columns)}
+
+
+def dev_pool(triplets: Sequence[Triplet]) -> list[str]:
+    """Small retrieval pool for the dev evaluator: every positive and negative in the data."""
+    return list(dict.fromkeys(x for t in triplets for x in (t.positive, *t.negatives)))
+
+
+class ProgressLog(TrainerCallback):
+    """Prints one flushed line per log entry: step, elapsed time, ETA and the logged values."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+        elapsed = time.monotonic() - self.start
+        step, total = state.global_step, state.max_steps
+        eta = elapsed / step * (total - step) if step else float("nan")
+        shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (logs or {}).items()}
+        print(f"[step {step}/{total} | {elapsed / 60:.1f} min | eta {eta / 60:.1f} min] {shown}",
+              flush=True)
+
+
+@dataclass
+class TrainingData:
+    """Training datasets by name, the held-out chat dev rows and every chat row read."""
+
+    datasets: dict[str, Dataset]
+    chat_dev: list[Triplet]
+    chat_all: list[Triplet]
+    files: list[Path]
+
+
+def load_training_data(args: argparse.Namespace) -> TrainingData:
+    """Chat JSONL train splits grouped by negative count, plus CCPM train with ``--ccpm-dir``."""
+    files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+    triplets = read_triplet_files(files, strict=args.strict)
+    chat_train, chat_dev = split_dev(triplets)
+    groups = group_by_negatives("chat", chat_train)
+    if args.ccpm_dir is not None:
+        groups["ccpm"] = ccpm_triplets(load_ccpm_split(args.ccpm_dir, "train"))
+    datasets = {name: to_dataset(rows) for name, rows in groups.items() if rows}
+    if not datasets:
+        raise PoemragError("no training rows: pass --data FILE... and/or --ccpm-dir DIR")
+    return TrainingData(datasets, chat_dev, triplets, list(files))
+
+
+def build_evaluators(data: TrainingData, ccpm_dir: Path | None, seed: int) -> list[Any]:
+    """Chat dev retrieval (small pool) and CCPM accuracy on a seeded 500-row valid subset."""
+    evaluators: list[Any] = []
+    if data.chat_dev:
+        evaluators.append(chat_ir_evaluator(data.chat_dev, dev_pool(data.chat_all)))
+    if ccpm_dir is not None and (ccpm_dir / "valid.jsonl").is_file():
+        valid = load_ccpm_split(ccpm_dir, "valid")
+        subset = random.Random(seed).sample(valid, min(CCPM_EVAL_ROWS, len(valid)))
+        evaluators.append(CcpmEvaluator(subset))
+    return evaluators
+
+
+def training_arguments(
+    args: argparse.Namespace, prompts: dict[str, str] | None, evaluate: bool
+) -> SentenceTransformerTrainingArguments:
+    """Trainer settings: linear schedule with 10% warmup, no-duplicates batches, mixed
+    precision only on CUDA."""
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    short = 0 < args.max_steps < 50
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(args.output_dir / "checkpoints"),
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        seed=args.seed,
+        data_seed=args.seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
+        prompts=prompts,
+        eval_strategy="steps" if evaluate and args.eval_steps > 0 else "no",
+        eval_steps=args.eval_steps if args.eval_steps > 0 else None,
+        save_strategy="no" if args.no_checkpoints else "steps",
+        save_steps=0.25,
+        save_total_limit=1,
+        logging_steps=1 if short else 0.02,
+        logging_first_step=True,
+        disable_tqdm=True,
+        report_to="none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
+    )
+
+
+def card_info(
+    args: argparse.Namespace, data: TrainingData, model: SentenceTransformer,
+    trainer: SentenceTransformerTrainer, final_metrics: dict[str, float], uses_ccpm: bool,
+) -> CardInfo:
+    """What the model card reports about this run."""
+    rows = {name: len(ds) for name, ds in data.datasets.items()}
+    if data.chat_dev:
+        rows["chat dev (held out, evaluation only)"] = len(data.chat_dev)
+    targs = trainer.args
+    precision = "bf16" if targs.bf16 else "fp16" if targs.fp16 else "fp32"
+    query, document = model_prompts(model)
+    hyper = {
+        "loss": "MultipleNegativesRankingLoss(scale=20, cosine)",
+        "batch sampler": "NO_DUPLICATES (multi-dataset: proportional)",
+        "epochs": args.epochs,
+        "steps": trainer.state.max_steps,
+        "batch size": args.batch_size,
+        "learning rate": args.lr,
+        "schedule": "linear, 10% warmup",
+        "max seq length": model.max_seq_length,
+        "seed": args.seed,
+        "precision": precision,
+        "data files": ", ".join(str(p) for p in data.files) or "-",
+    }
+    return CardInfo(args.base, rows, hyper, {"query": query, "document": document},
+                    trainer.state.log_history, final_metrics, uses_ccpm)
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run one training; returns the output directory holding the model and its card."""
+    data = load_training_data(args)
+    model = load_base(args.base, args.max_seq_length)
+    query_prompt, doc_prompt = model_prompts(model)
+    columns = {c for ds in data.datasets.values() for c in ds.column_names}
+    evaluators = build_evaluators(data, resolve_ccpm_dir(args.ccpm_dir), args.seed)
+    evaluator = SequentialEvaluator(evaluators) if evaluators else None
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=training_arguments(args, column_prompts(columns, query_prompt, doc_prompt),
+                                evaluator is not None),
+        train_dataset=data.datasets,
+        loss=MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=cos_sim),
+        evaluator=evaluator,
+        callbacks=[ProgressLog()],
+    )
+    trainer.remove_callback(PrinterCallback)  # ProgressLog prints the same values
+    sizes = ", ".join(f"{k}={len(v)}" for k, v in data.datasets.items())
+    print(f"training {args.base} on {sizes} (chat dev held out: {len(data.chat_dev)}), "
+          f"batch {args.batch_size}, lr {args.lr}, prompts {query_prompt!r}/{doc_prompt!r}",
+          flush=True)
+    trainer.train()
+
+    final_metrics: dict[str, float] = {}
+    if evaluator is not None:
+        final_metrics = {k: float(v) for k, v in evaluator(model).items()}
+        print(f"final evaluation: {final_metrics}", flush=True)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(args.output_dir), create_model_card=False)
+    uses_ccpm = "ccpm" in data.datasets or any(isinstance(e, CcpmEvaluator) for e in evaluators)
+    write_model_card(args.output_dir,
+                     card_info(args, data, model, trainer, final_metrics, uses_ccpm))
+    print(f"saved {args.output_dir}", flush=True)
+    return args.output_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or not math.isfinite(args.lr) or args.lr <= 0:
+        print("error: --batch-size must be >= 1 and --lr > 0", file=sys.stderr)
+        return 2
+    try:
+        train(args)
+    except PoemragError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
