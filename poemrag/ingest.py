@@ -138,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"batch_size": args.batch_size} if args.batch_size else {}
     settings = Settings(**overrides)
     started = time.perf_counter()
-    embeddings = PoemEmbeddings.from_settings(settings)
-    store = open_store(settings)
+    store = open_store(settings)  # first: an unreachable server fails before the model loads
     try:
+        embeddings = PoemEmbeddings.from_settings(settings)
         check_compatible(store, embeddings.dimension, args.recreate)
         if not args.quiet:
             print("reading the corpus…", file=sys.stderr)

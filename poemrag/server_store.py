@@ -1,10 +1,18 @@
-"""A Qdrant server (or qdrant-client's local mode) behind the :class:`PoemStore` interface."""
+"""A Qdrant server (or qdrant-client's local mode) behind the :class:`PoemStore` interface.
+
+Every client call goes through :meth:`ServerStore._call`: transient failures (connection
+errors, timeouts, 408/429/5xx) are retried with exponential backoff, and every failure ends as
+one :class:`StoreError` line that names the server URL and never the API key.
+"""
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from qdrant_client import QdrantClient
@@ -29,25 +37,69 @@ from poemrag.store import (
 
 T = TypeVar("T")
 RETRIES = 4
+"""Attempts per request (the first try included)."""
 BACKOFF_S = 0.5
+"""Sleep before the second attempt; doubled before each further one (0.5, 1, 2 s)."""
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 class ServerStore:
-    """One collection on a Qdrant server, reached through qdrant-client."""
+    """One collection on a Qdrant server, reached through qdrant-client.
 
-    def __init__(self, client: QdrantClient, collection: str, where: str = "the Qdrant server") -> None:
+    ``client`` may also be qdrant-client's local mode (``QdrantClient(":memory:")``), which the
+    tests use. ``retries``/``backoff_s`` tune the retry loop (tests pass ``backoff_s=0``);
+    ``batch_size`` caps the points sent per upsert request.
+    """
+
+    retries: int = RETRIES
+    backoff_s: float = BACKOFF_S
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        where: str = "the Qdrant server",
+        *,
+        retries: int | None = None,
+        backoff_s: float | None = None,
+        batch_size: int = 512,
+    ) -> None:
         self.client = client
         self.collection = collection
         self.where = where
+        self.retries = max(1, retries if retries is not None else type(self).retries)
+        self.backoff_s = backoff_s if backoff_s is not None else type(self).backoff_s
+        self.batch_size = max(1, batch_size)
 
     @classmethod
-    def connect(cls, settings: Settings) -> ServerStore:
+    def connect(
+        cls, settings: Settings, *, retries: int | None = None, backoff_s: float | None = None
+    ) -> ServerStore:
         """Connect to ``POEMRAG_QDRANT_URL`` and check that it answers (and accepts the key)."""
         url = settings.qdrant_url or ""
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        client = QdrantClient(url=url, api_key=key, timeout=int(settings.qdrant_timeout))
-        store = cls(client, settings.collection, where=f"the Qdrant server at {url}")
+        with warnings.catch_warnings():
+            if _is_local(url):  # the compose setup: plain http on this machine or its network
+                warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
+            try:
+                client = QdrantClient(
+                    url=url,
+                    api_key=key,
+                    timeout=max(1, math.ceil(settings.qdrant_timeout)),
+                    check_compatibility=False,
+                )
+            except Exception as exc:  # a malformed URL  # noqa: BLE001
+                reason = _root_cause(exc).replace(url, safe_url(url))
+                raise StoreError(f"invalid POEMRAG_QDRANT_URL {safe_url(url)!r}: {reason}") from None
+        store = cls(
+            client,
+            settings.collection,
+            where=f"the Qdrant server at {safe_url(url)}",
+            retries=retries,
+            backoff_s=backoff_s,
+            batch_size=settings.upsert_batch_size,
+        )
         store._call(client.get_collections)
         return store
 
@@ -55,7 +107,8 @@ class ServerStore:
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call the client, retrying transient failures with exponential backoff."""
-        for attempt in range(RETRIES):
+        for attempt in range(self.retries):
+            last = attempt == self.retries - 1
             try:
                 return fn(*args, **kwargs)
             except UnexpectedResponse as exc:
@@ -64,12 +117,13 @@ class ServerStore:
                         f"{self.where} refused the API key ({exc.status_code}); "
                         "check POEMRAG_QDRANT_API_KEY"
                     ) from None
-                if exc.status_code not in TRANSIENT_STATUS or attempt == RETRIES - 1:
+                if exc.status_code not in TRANSIENT_STATUS or last:
                     raise StoreError(f"{self.where} answered {exc.status_code}: {_reason(exc)}") from None
             except (ResponseHandlingException, ConnectionError, TimeoutError) as exc:
-                if attempt == RETRIES - 1:
+                if last:
                     raise StoreError(f"cannot reach {self.where}: {_root_cause(exc)}") from None
-            time.sleep(BACKOFF_S * 2**attempt)
+            if self.backoff_s > 0:
+                time.sleep(self.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -104,24 +158,37 @@ class ServerStore:
                     f"{params.distance.value} vectors but the model makes {dim}-d Cosine vectors; "
                     "rerun with --recreate to rebuild it with this model"
                 )
+            self._create_indexes()  # those a create that died half-way did not make
             return
         quant = m.ScalarQuantization(
             scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=QUANTILE, always_ram=True)
         )
-        self._call(
-            self.client.create_collection,
-            self.collection,
-            vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
-            hnsw_config=m.HnswConfigDiff(
-                m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
-            ),
-            quantization_config=quant,
-            metadata={"poemrag_model": model} if model else None,
-        )
-        for field_name, schema in payload_schemas().items():
+        try:
             self._call(
-                self.client.create_payload_index, self.collection, field_name, field_schema=schema
+                self.client.create_collection,
+                self.collection,
+                vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
+                hnsw_config=m.HnswConfigDiff(
+                    m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+                ),
+                quantization_config=quant,
+                metadata={"poemrag_model": model} if model else None,
             )
+        except StoreError:
+            # A retried create whose first attempt did reach the server answers 409: fine if
+            # the collection is now there with the right vectors.
+            params = self._vector_params()
+            if params is None or params.size != dim or params.distance != m.Distance.COSINE:
+                raise
+        self._create_indexes()
+
+    def _create_indexes(self) -> None:
+        existing = self._call(self.client.get_collection, self.collection).payload_schema
+        for field_name, schema in payload_schemas().items():
+            if field_name not in existing:
+                self._call(
+                    self.client.create_payload_index, self.collection, field_name, field_schema=schema
+                )
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -133,13 +200,20 @@ class ServerStore:
         )
         return {int(r.id) for r in records}
 
-    def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+    def upsert(
+        self,
+        ids: Sequence[int],
+        vectors: np.ndarray | Sequence[Sequence[float]],
+        payloads: Sequence[dict],
+    ) -> None:
+        """Write points in requests of at most ``batch_size`` (a 1792-d point is ~20 kB of JSON)."""
         points = [
-            m.PointStruct(id=int(i), vector={VECTOR_NAME: vec.tolist()}, payload=payload)
+            m.PointStruct(id=int(i), vector={VECTOR_NAME: _floats(vec)}, payload=payload)
             for i, vec, payload in zip(ids, vectors, payloads, strict=True)
         ]
-        if points:
-            self._call(self.client.upsert, self.collection, points=points, wait=True)
+        for start in range(0, len(points), self.batch_size):
+            batch = points[start : start + self.batch_size]
+            self._call(self.client.upsert, self.collection, points=batch, wait=True)
 
     def finish(self) -> None:
         """Nothing to do: the server builds its indexes in the background."""
@@ -150,6 +224,16 @@ class ServerStore:
         if not self._call(self.client.collection_exists, self.collection):
             return 0
         return int(self._call(self.client.count, self.collection, exact=True).count)
+
+    def info(self) -> dict[str, Any]:
+        """Points, indexed vectors, segments and payload indexes (as ``EdgeStore.info``)."""
+        info = self._call(self.client.get_collection, self.collection)
+        return {
+            "points": info.points_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "segments": info.segments_count,
+            "indexes": sorted(info.payload_schema),
+        }
 
     def search(
         self,
@@ -231,6 +315,30 @@ def server_filter(flt: SearchFilter | None) -> m.Filter | None:
     if flt.text:
         must.append(m.FieldCondition(key=TEXT_FIELD, match=m.MatchText(text=flt.text)))
     return m.Filter(must=must)
+
+
+def safe_url(url: str) -> str:
+    """``url`` without any user:password part, fit to print."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _is_local(url: str) -> bool:
+    """True for this machine or a single-label host (a compose service such as ``qdrant``)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return host in LOCAL_HOSTS or (host != "" and "." not in host and ":" not in host)
+
+
+def _floats(vector: Any) -> list[float]:
+    return vector.tolist() if isinstance(vector, np.ndarray) else [float(x) for x in vector]
 
 
 def _reason(exc: UnexpectedResponse) -> str:
