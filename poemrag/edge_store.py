@@ -33,6 +33,21 @@ from poemrag.store import (
 )
 
 DISTANCE = "Cosine"
+SPACE_BASE_BYTES = 128 * 2**20
+"""Free disk space an ingest needs besides its points: segment files, WAL and indexes are
+mmapped files of up to 32 MiB each (sparse on most disks, fully allocated on tmpfs, where
+even a 10-point shard takes about 110 MiB once loaded)."""
+SPACE_PAYLOAD_BYTES = 4096
+"""Per point: payload, its indexes and the id tracker, with room to spare."""
+SPACE_VECTOR_COPIES = 3
+"""Per point, copies of the float32 vector: the write segment, the optimized segment the
+index build writes beside it, and the int8 copy plus HNSW links (rounded up)."""
+
+
+def space_needed(points: int, dim: int) -> int:
+    """Bytes of free disk space to ask for before writing ``points`` vectors of size ``dim``."""
+    per_point = SPACE_VECTOR_COPIES * 4 * dim + SPACE_PAYLOAD_BYTES
+    return SPACE_BASE_BYTES + points * per_point
 
 
 class EdgeStore:
@@ -137,6 +152,24 @@ class EdgeStore:
         # Written last: its presence marks a complete collection.
         meta = {"size": dim, "distance": DISTANCE, "vector": VECTOR_NAME, "model": model}
         self.meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+
+    def check_free_space(self, points: int, dim: int) -> None:
+        """Refuse, before writing, when the disk lacks room for ``points`` more vectors.
+
+        The engine writes through memory-mapped files: running out of space mid-write kills
+        the process with SIGBUS (no error message), so this is checked up front.
+        """
+        probe = self.path
+        while not probe.exists():
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        need = space_needed(points, dim)
+        if free < need:
+            raise StoreError(
+                f"not enough free disk space in {probe}: {free / 2**20:,.0f} MiB free, about "
+                f"{need / 2**20:,.0f} MiB needed for {points:,} couplets; free some space or "
+                "set POEMRAG_DATA_DIR to another disk"
+            )
 
     def drop(self) -> None:
         """Delete the collection (shard files and metadata)."""
