@@ -85,15 +85,14 @@ def ingest(
     couplets = list(corpus.couplets())
     summary.couplets = len(couplets)
     # A store that writes through mmap (Edge) dies with SIGBUS on a full disk: check first.
-    check_space = getattr(store, "check_free_space", None)
     new_collection = store.vector_size() is None
-    if check_space is not None and new_collection:
-        check_space(len(couplets), embeddings.dimension)
+    if new_collection:
+        store.check_free_space(len(couplets), embeddings.dimension)
     store.ensure_collection(embeddings.dimension, model=embeddings.model, recreate=recreate)
     todo = pending_couplets(store, couplets)
     summary.already_stored = len(couplets) - len(todo)
-    if check_space is not None and todo and not new_collection:
-        check_space(len(todo), embeddings.dimension)
+    if todo and not new_collection:
+        store.check_free_space(len(todo), embeddings.dimension)
     with tqdm(
         total=len(couplets),
         initial=summary.already_stored,

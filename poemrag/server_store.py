@@ -192,6 +192,9 @@ class ServerStore:
 
     # -- writes -------------------------------------------------------------------------------
 
+    def check_free_space(self, points: int, dim: int) -> None:
+        """The server manages its own disk."""
+
     def existing_ids(self, ids: Sequence[int]) -> set[int]:
         if not ids:
             return set()

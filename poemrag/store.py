@@ -87,6 +87,9 @@ class PoemStore(Protocol):
     def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
         """Create the collection (or check the existing one) for vectors of size ``dim``."""
 
+    def check_free_space(self, points: int, dim: int) -> None:
+        """Raise StoreError when writing ``points`` more vectors would not fit (no-op remotely)."""
+
     def existing_ids(self, ids: Sequence[int]) -> set[int]:
         """Those of ``ids`` already stored."""
 
