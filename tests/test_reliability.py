@@ -73,8 +73,7 @@ def run_ingest(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Complet
     """Run the driver to completion (no fault unless ``env`` sets FAULT_AT)."""
     return subprocess.run(
         [sys.executable, str(DRIVER), "--quiet", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-    )
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=DRIVER_TIMEOUT, check=False)
 
 
 def start_until_fault(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Popen[str]:
@@ -124,7 +123,7 @@ def snapshot_in_subprocess(data: Path) -> Snapshot:
     the process that loads it (SIGBUS), which must not be pytest."""
     proc = subprocess.run([sys.executable, "-c", SNAPSHOT_CODE, str(data)], cwd=REPO,
                           capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+                          env=os.environ | {"PYTHONPATH": str(REPO)}, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     points = {}
@@ -277,6 +276,7 @@ def test_second_process_is_refused_while_the_first_keeps_writing(
             second = subprocess.run(
                 [sys.executable, "-m", module, *args],
                 env=env, cwd=work, capture_output=True, text=True, timeout=DRIVER_TIMEOUT,
+                check=False,
             )
             assert second.returncode == 2
             one_line_error(second.stderr, "in use by another process", f"pid {first.pid}")
@@ -319,13 +319,13 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     size_kib = (space_needed(10, TINY_DIM) + 32 * 2**20) // 1024
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {proc.stderr.strip()}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def test_full_disk_is_refused_before_writing(
@@ -384,18 +384,19 @@ def read_only(work: Path, tiny_onnx_dir: Path) -> Iterator[Path]:
     proc = run_ingest(driver_env(data, tiny_onnx_dir), "--source", str(FIXTURE), "--limit", "10",
                       cwd=work)
     assert proc.returncode == 0, proc.stderr
-    bind = subprocess.run(["mount", "--bind", str(data), str(data)], capture_output=True, text=True)
+    bind = subprocess.run(["mount", "--bind", str(data), str(data)],
+                          capture_output=True, text=True, check=False)
     if bind.returncode != 0:
         pytest.skip(f"cannot bind-mount here (tests run as root, so chmod alone would not make "
                     f"the directory read-only): {bind.stderr.strip()}")
     try:
         ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(data)],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
         if ro.returncode != 0:
             pytest.skip(f"cannot remount read-only: {ro.stderr.strip()}")
         yield data
     finally:
-        subprocess.run(["umount", "-l", str(data)], capture_output=True)
+        subprocess.run(["umount", "-l", str(data)], capture_output=True, check=False)
 
 
 def test_read_only_data_directory(read_only: Path, work: Path, tiny_onnx_dir: Path) -> None:
@@ -407,7 +408,7 @@ def test_read_only_data_directory(read_only: Path, work: Path, tiny_onnx_dir: Pa
     assert proc.returncode == 2
     one_line_error(proc.stderr, "Read-only file system")
     proc = subprocess.run([sys.executable, "-m", "poemrag.search", "想家"], env=env, cwd=work,
-                          capture_output=True, text=True, timeout=DRIVER_TIMEOUT)
+                          capture_output=True, text=True, timeout=DRIVER_TIMEOUT, check=False)
     assert proc.returncode == 2
     one_line_error(proc.stderr, "Read-only file system")
     assert {p: p.read_bytes() for p in read_only.rglob("*") if p.is_file()} == files
