@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from poemrag import edge_store, encoders, ingest, sources  # noqa: E402
-from poemrag.cli import run_cli  # noqa: E402
+from poemrag import edge_store, encoders, ingest, sources
+from poemrag.cli import run_cli
 
 SPEC = os.environ.get("FAULT_AT", "")
 POINT, _, NTH = SPEC.partition(":")
@@ -64,11 +64,11 @@ def install() -> None:
     real_run = sources.subprocess.run
 
     class _Subprocess:
-        def __getattr__(self, name: str):  # noqa: ANN204
+        def __getattr__(self, name: str):
             return getattr(__import__("subprocess"), name)
 
         @staticmethod
-        def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN205
+        def run(*args, **kwargs):
             proc = real_run(*args, **kwargs)
             fault("fetch")
             return proc
@@ -77,7 +77,7 @@ def install() -> None:
 
     real_parse = sources._parse_json
 
-    def parse(name, raw, source):  # noqa: ANN001, ANN202
+    def parse(name, raw, source):
         fault("read", str(source))
         return real_parse(name, raw, source)
 
@@ -87,7 +87,7 @@ def install() -> None:
 
     class _Shard:
         @staticmethod
-        def create(*args):  # noqa: ANN002, ANN205
+        def create(*args):
             shard = real_qe.EdgeShard.create(*args)
             fault("create")
             return shard
@@ -97,14 +97,14 @@ def install() -> None:
     class _Qe:
         EdgeShard = _Shard
 
-        def __getattr__(self, name: str):  # noqa: ANN204
+        def __getattr__(self, name: str):
             return getattr(real_qe, name)
 
     edge_store.qe = _Qe()  # type: ignore[assignment]
 
     real_encode = encoders.OnnxEncoder.encode
 
-    def encode(self, texts, batch_size):  # noqa: ANN001, ANN202
+    def encode(self, texts, batch_size):
         fault("embed")
         return real_encode(self, texts, batch_size)
 
@@ -112,7 +112,7 @@ def install() -> None:
 
     real_upsert = edge_store.EdgeStore.upsert
 
-    def upsert(self, ids, vectors, payloads):  # noqa: ANN001, ANN202
+    def upsert(self, ids, vectors, payloads):
         fault("upsert-before", str(self.path))
         real_upsert(self, ids, vectors, payloads)
         fault("upsert", str(self.path))
@@ -121,7 +121,7 @@ def install() -> None:
 
     real_finish = edge_store.EdgeStore.finish
 
-    def finish(self):  # noqa: ANN001, ANN202
+    def finish(self):
         self.shard.flush()
         fault("index", str(self.path))
         real_finish(self)
@@ -134,7 +134,7 @@ def pin_integrity() -> None:
     if integrity:
         real_load = sources.CorpusManifest.load.__func__
 
-        def load(cls, path=None):  # noqa: ANN001, ANN202
+        def load(cls, path=None):
             return replace(real_load(cls, path), integrity=integrity)
 
         sources.CorpusManifest.load = classmethod(load)  # type: ignore[method-assign]
