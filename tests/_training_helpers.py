@@ -35,34 +35,8 @@ def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
-def build_tiny_model(path: Path, dim: int = 32) -> Path:
+def build_tiny_model(path: Path, dim: int = 48) -> Path:
     """A tiny random char-vocab BERT sentence-transformers model with query/passage prompts."""
-    try:
-        from training.tiny_model import build_tiny_st_model
-    except ImportError:
-        build_tiny_st_model = None
-    if build_tiny_st_model is not None:
-        build_tiny_st_model(path, dim=dim)
-        return path
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from training.tiny_model import build_tiny_st_model
 
-    torch.manual_seed(0)
-    chars = sorted(set("".join(COUPLETS + ANCHORS)) | set("querypassage: ，。"))
-    hf = path.with_name(path.name + "-hf")
-    hf.mkdir(parents=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
-    (hf / "vocab.txt").write_text("\n".join(vocab) + "\n", "utf-8")
-    BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=False).save_pretrained(hf)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=dim, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=dim * 2,
-                        max_position_embeddings=128)
-    BertModel(config).save_pretrained(hf)
-    transformer = Transformer(str(hf), max_seq_length=64)
-    model = SentenceTransformer(
-        modules=[transformer, Pooling(dim, "mean"), Normalize()],
-        prompts={"query": "query: ", "document": "passage: "}, device="cpu")
-    model.save(str(path), create_model_card=False)
-    return path
+    return build_tiny_st_model(path, dim=dim)

@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--eval-steps", type=float, default=0.25,
                    help="evaluate every N steps (< 1: share of the run); 0 = only at the end")
+    p.add_argument("--no-eval", action="store_true", help="no evaluation at all")
     p.add_argument("--no-checkpoints", action="store_true", help="do not save checkpoints")
     p.add_argument("--strict", action="store_true", help="a malformed JSONL row is fatal")
     return p
@@ -256,13 +257,31 @@ def card_info(
                     trainer.state.log_history, final_metrics, uses_ccpm)
 
 
+def final_evaluation(trainer: SentenceTransformerTrainer, evaluator: Any) -> dict[str, float]:
+    """Metrics of the final model: reused from the trainer's last evaluation if it ran at the
+    last step, else computed now."""
+    if evaluator is None:
+        return {}
+    state = trainer.state
+    last = [e for e in state.log_history if any(k.startswith("eval_") for k in e)]
+    if last and last[-1].get("step") == state.global_step:
+        metrics = {k.removeprefix("eval_"): float(v) for k, v in last[-1].items()
+                   if k.startswith("eval_") and not k.endswith(
+                       ("_runtime", "_samples_per_second", "_steps_per_second"))}
+    else:
+        metrics = {k: float(v) for k, v in evaluator(trainer.model).items()}
+    print(f"final evaluation: {metrics}", flush=True)
+    return metrics
+
+
 def train(args: argparse.Namespace) -> Path:
     """Run one training; returns the output directory holding the model and its card."""
     data = load_training_data(args)
     model = load_base(args.base, args.max_seq_length)
     query_prompt, doc_prompt = model_prompts(model)
     columns = {c for ds in data.datasets.values() for c in ds.column_names}
-    evaluators = build_evaluators(data, resolve_ccpm_dir(args.ccpm_dir), args.seed)
+    evaluators = [] if args.no_eval else build_evaluators(
+        data, resolve_ccpm_dir(args.ccpm_dir), args.seed)
     evaluator = SequentialEvaluator(evaluators) if evaluators else None
     trainer = SentenceTransformerTrainer(
         model=model,
@@ -280,10 +299,7 @@ def train(args: argparse.Namespace) -> Path:
           flush=True)
     trainer.train()
 
-    final_metrics: dict[str, float] = {}
-    if evaluator is not None:
-        final_metrics = {k: float(v) for k, v in evaluator(model).items()}
-        print(f"final evaluation: {final_metrics}", flush=True)
+    final_metrics = final_evaluation(trainer, evaluator)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     model.save(str(args.output_dir), create_model_card=False)
     uses_ccpm = "ccpm" in data.datasets or any(isinstance(e, CcpmEvaluator) for e in evaluators)
