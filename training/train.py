@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true", help="no evaluation at all")
     p.add_argument("--no-checkpoints", action="store_true", help="do not save checkpoints")
     p.add_argument("--strict", action="store_true", help="a malformed JSONL row is fatal")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in OUTPUT_DIR/checkpoints")
     return p
 
 
@@ -297,7 +299,7 @@ def train(args: argparse.Namespace) -> Path:
     print(f"training {args.base} on {sizes} (chat dev held out: {len(data.chat_dev)}), "
           f"batch {args.batch_size}, lr {args.lr}, prompts {query_prompt!r}/{doc_prompt!r}",
           flush=True)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
 
     final_metrics = final_evaluation(trainer, evaluator)
     args.output_dir.mkdir(parents=True, exist_ok=True)
