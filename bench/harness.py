@@ -20,6 +20,7 @@ writes ``bench/results/<quick|full>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -83,6 +84,16 @@ def write_couplets(source: Path, n: int | None, dest: Path) -> int:
     return count
 
 
+def disk_mb(path: Path) -> float:
+    """Space the files under ``path`` take on disk (allocated blocks, not apparent size)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total / 2**20
+
+
 def run_side(
     side: str, task: str, *, data: Path, model: Path, work: Path, tag: str,
     extra: list[str], timeout: float | None, profile: Path | None = None,
@@ -101,7 +112,11 @@ def run_side(
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     timed_out = False
+    peak_disk, next_sample = 0.0, 0.0
     while True:
+        if time.perf_counter() >= next_sample:
+            peak_disk = max(peak_disk, disk_mb(data))
+            next_sample = time.perf_counter() + 2.0
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
@@ -117,6 +132,7 @@ def run_side(
     result: dict[str, Any] = {
         "side": side, "task": task, "wall_s": wall, "exit_code": proc.returncode,
         "peak_rss_mb": usage.ru_maxrss / 1024, "timed_out": timed_out,
+        "peak_disk_mb": max(peak_disk, disk_mb(data)),
     }
     if out.exists() and not timed_out:
         result |= json.loads(out.read_text(encoding="utf-8"))
@@ -127,6 +143,23 @@ def run_side(
         if progress.exists():
             result["progress"] = json.loads(progress.read_text(encoding="utf-8"))
     return result
+
+
+def other_heavy_processes() -> list[str]:
+    """Command lines of other processes using the CPU now (e.g. a training job): numbers
+    measured beside them are not this machine's capacity."""
+    mine = {os.getpid(), os.getppid()}
+    try:
+        out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True,
+                             text=True, check=False).stdout.splitlines()[1:]
+    except OSError:
+        return []
+    busy = []
+    for line in out:
+        pid, cpu, args = line.split(None, 2)
+        if int(pid) not in mine and float(cpu) >= 20 and "bench.sides" not in args:
+            busy.append(f"{float(cpu):.0f}% {args[:120]}")
+    return busy
 
 
 def median(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -225,6 +258,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"poemrag: `{s['poemrag_stack']}`  ",
         f"baseline: `{s['baseline_stack']}`",
         "",
+    ]
+    busy = s["machine"]["other_busy_processes_before"] + s["machine"]["other_busy_processes_after"]
+    if busy:
+        lines += [("**Other processes were using the CPU during this run**: absolute numbers "
+                   "are below what this machine can do, and the ratios may be distorted too:"),
+                  ""]
+        by_command = {b.split(" ", 1)[1]: b for b in busy}  # "NN% command": one per command
+        lines += [f"- `{b}`" for b in by_command.values()]
+        lines += [""]
+    lines += [
         "| workload | poemrag | baseline | poemrag vs baseline |",
         "| --- | ---: | ---: | ---: |",
     ]
@@ -248,6 +291,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{fmt(b.get('ingest_per_s'))} |")
         lines.append(f"| peak RSS, ingest (MiB) | {fmt(p.get('ingest_peak_rss_mb'))} | "
                      f"{fmt(b.get('ingest_peak_rss_mb'))} |")
+        lines.append(f"| peak disk use, ingest (MiB, sampled every 2 s) | "
+                     f"{fmt(p.get('peak_disk_mb'))} | {fmt(b.get('peak_disk_mb'))} |")
         lines.append(f"| query p50 / p95 (ms) | {fmt(p.get('query_p50_ms'), 2)} / "
                      f"{fmt(p.get('query_p95_ms'), 2)} | {fmt(b.get('query_p50_ms'), 2)} / "
                      f"{fmt(b.get('query_p95_ms'), 2)} |")
@@ -294,6 +339,8 @@ def full_corpus(args: argparse.Namespace, work: Path, st_model: Path) -> dict[st
                    tag="full-poemrag-ingest", extra=["--source", str(args.source)],
                    timeout=args.timeout_full)
     p = strip(ing) | {"wall_min": ing["wall_s"] / 60, "ingest_peak_rss_mb": ing["peak_rss_mb"]}
+    print(f"full corpus poemrag ingest: {ing['wall_s'] / 60:.1f} min, "
+          f"{ing.get('ingest_per_s', 0):.1f}/s {ing.get('error') or ''}", file=sys.stderr)
     if not ing.get("error"):
         q = run_side("poemrag", "query", data=data, model=args.model, work=work,
                      tag="full-poemrag-query", extra=["--queries", str(args.queries)],
@@ -303,6 +350,8 @@ def full_corpus(args: argparse.Namespace, work: Path, st_model: Path) -> dict[st
                                      "query_p50_ms_one_per_poem")}
         p["query_peak_rss_mb"] = q["peak_rss_mb"]
         p["query_error"] = q.get("error")
+        print(f"full corpus poemrag query: p50 {q.get('query_p50_ms', 0):.2f} ms "
+              f"{q.get('error') or ''}", file=sys.stderr)
     shutil.rmtree(data, ignore_errors=True)
     out["poemrag"] = p
     if args.baseline_full_timeout > 0:
@@ -338,6 +387,7 @@ def full_corpus(args: argparse.Namespace, work: Path, st_model: Path) -> dict[st
             rec["outcome"] = "completed" + failed
         shutil.rmtree(data, ignore_errors=True)
         out["baseline"] = rec
+        print(f"full corpus baseline: {rec.get('outcome')}", file=sys.stderr)
     return out
 
 
@@ -375,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="poemrag-bench-"))
     load_before = os.getloadavg()
+    busy_before = other_heavy_processes()
     started = time.perf_counter()
     try:
         couplets = work / "couplets.jsonl"
@@ -445,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch_threads": torch.get_num_threads(),
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "other_busy_processes_before": busy_before,
+            "other_busy_processes_after": other_heavy_processes(),
         }
         result["total_s"] = round(time.perf_counter() - started, 1)
         result["runs"] = [strip(r) for r in runs]
