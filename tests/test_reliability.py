@@ -253,9 +253,11 @@ def test_kill_9_during_the_corpus_fetch(
     kill_at(env | {"FAKE_NPM_PARTIAL": "1"}, "fetch:1", cwd=work)
     cache = work / "data" / "corpus"
     assert not (cache / tarball.name).exists()  # the half download stayed in its temp dir
+    assert [p.name for p in cache.glob(".fetch-*/*.tgz")] == [tarball.name]
     proc = run_ingest(env, cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert (cache / tarball.name).read_bytes() == tarball.read_bytes()
+    assert not list(cache.glob(".fetch-*"))  # the dead fetch's temp dir was cleaned up
     assert_same(snapshot(work / "data"), reference)
 
 
