@@ -126,13 +126,17 @@ class PoemRetriever(BaseRetriever):
 
 
 def _one_per_poem(hits: list[Hit], k: int) -> list[Hit]:
+    """The best hit of each poem; a couplet whose text was already chosen (the corpus holds
+    some poems twice, under two authors) is skipped too."""
     seen: set[str] = set()
     chosen: list[Hit] = []
     for hit in hits:
-        poem = str(hit.metadata.get("poem_id", hit.id))
-        if poem not in seen:
-            seen.add(poem)
-            chosen.append(hit)
-            if len(chosen) == k:
-                break
+        poem = "poem:" + str(hit.metadata.get("poem_id", hit.id))
+        text = "text:" + hit.text
+        if poem in seen or text in seen:
+            continue
+        seen.update((poem, text))
+        chosen.append(hit)
+        if len(chosen) == k:
+            break
     return chosen

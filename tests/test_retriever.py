@@ -107,3 +107,14 @@ class TestPoemRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return QUERY
+
+
+def test_one_per_poem_also_skips_repeated_text() -> None:
+    from poemrag.retriever import _one_per_poem
+    from poemrag.store import Hit
+
+    def hit(i: int, poem: str, text: str) -> Hit:
+        return Hit(i, 1.0 - i / 10, {"page_content": text, "metadata": {"poem_id": poem}})
+
+    hits = [hit(0, "a", "甲。"), hit(1, "a", "乙。"), hit(2, "b", "甲。"), hit(3, "c", "丙。")]
+    assert [h.id for h in _one_per_poem(hits, 3)] == [0, 3]
