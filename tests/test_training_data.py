@@ -147,15 +147,11 @@ def test_committed_triplets_do_not_copy_positives_or_repeat_anchors(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_committed_positives_and_negatives_are_corpus_couplets(
-    committed_triplets: list[Triplet],
+    committed_triplets: list[Triplet], pinned_corpus
 ) -> None:
     from poemrag.corpus import load_corpus
-    from poemrag.settings import Settings
-    from poemrag.sources import CorpusManifest
 
-    if not (Settings().corpus_dir / CorpusManifest.load().tarball).is_file():
-        pytest.skip("corpus tarball not cached (run the ingest once)")
-    texts = {c.text for c in load_corpus().couplets()}
+    texts = {c.text for c in load_corpus(pinned_corpus).couplets()}
     errors = check_positives(committed_triplets, texts)
     negatives = [Triplet(t.anchor, n, (), t.where) for t in committed_triplets for n in t.negatives]
     errors += [e.replace("positive", "negative", 1) for e in check_positives(negatives, texts)]
