@@ -25,11 +25,14 @@ from poemrag.store import (
     HNSW_M,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    MAX_POEM_LINES,
+    OVERSAMPLING,
     QUANTILE,
     TEXT_FIELD,
     VECTOR_NAME,
     Hit,
     SearchFilter,
+    in_line_order,
 )
 
 DISTANCE = "Cosine"
@@ -233,7 +236,7 @@ class EdgeStore:
             params=qe.SearchParams(
                 hnsw_ef=HNSW_EF_SEARCH,
                 exact=exact,
-                quantization=qe.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0),
+                quantization=qe.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=OVERSAMPLING),
             ),
         )
         return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]
@@ -241,12 +244,12 @@ class EdgeStore:
     def poem(self, poem_id: str) -> list[Hit]:
         flt = _edge_filter(SearchFilter(poem_ids=[poem_id]))
         records, _ = self.shard.scroll(
-            qe.ScrollRequest(limit=1000, filter=flt, with_payload=True, with_vector=False)
+            qe.ScrollRequest(limit=MAX_POEM_LINES, filter=flt, with_payload=True, with_vector=False)
         )
         hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
-        return sorted(hits, key=lambda h: h.metadata.get("line", 0))
+        return in_line_order(hits)
 
-    def scroll_points(self, batch: int = 1024, with_vector: bool = True):  # noqa: ANN201
+    def scroll_points(self, batch: int = 1024, with_vector: bool = True):
         """Yield (id, vector, payload) of every point, in id order (for copying to a server)."""
         offset = None
         while True:

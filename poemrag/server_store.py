@@ -28,11 +28,14 @@ from poemrag.store import (
     HNSW_M,
     INTEGER_FIELDS,
     KEYWORD_FIELDS,
+    MAX_POEM_LINES,
+    OVERSAMPLING,
     QUANTILE,
     TEXT_FIELD,
     VECTOR_NAME,
     Hit,
     SearchFilter,
+    in_line_order,
 )
 
 T = TypeVar("T")
@@ -258,7 +261,7 @@ class ServerStore:
             search_params=m.SearchParams(
                 hnsw_ef=HNSW_EF_SEARCH,
                 exact=exact,
-                quantization=m.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=2.0),
+                quantization=m.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=OVERSAMPLING),
             ),
         )
         return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
@@ -268,11 +271,11 @@ class ServerStore:
             self.client.scroll,
             self.collection,
             scroll_filter=server_filter(SearchFilter(poem_ids=[poem_id])),
-            limit=1000,
+            limit=MAX_POEM_LINES,
             with_payload=True,
         )
         hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
-        return sorted(hits, key=lambda h: h.metadata.get("line", 0))
+        return in_line_order(hits)
 
     def scroll_points(self, batch: int = 256, with_vector: bool = True) -> Iterator[tuple[int, Any, dict]]:
         """Yield (id, vector, payload) of every point."""

@@ -34,6 +34,9 @@ HNSW_EF_CONSTRUCT = 100
 HNSW_EF_SEARCH = 128
 FULL_SCAN_THRESHOLD_KB = 10_000
 QUANTILE = 0.99
+OVERSAMPLING = 2.0
+"""Candidates fetched with int8 vectors per result, then rescored with the originals."""
+MAX_POEM_LINES = 1000
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,11 @@ class SearchFilter:
 
     def is_empty(self) -> bool:
         return not self.conditions() and not self.text
+
+
+def in_line_order(hits: list[Hit]) -> list[Hit]:
+    """A poem's couplets sorted by their line number."""
+    return sorted(hits, key=lambda h: h.metadata.get("line", 0))
 
 
 class PoemStore(Protocol):
