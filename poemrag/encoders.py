@@ -116,7 +116,10 @@ class TorchEncoder:
         prompts: dict[str, str] = self._model.prompts or {}
         self.query_prompt = prompts.get("query", "")
         self.document_prompt = prompts.get("document", prompts.get("passage", ""))
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        get_dim = (  # renamed in sentence-transformers 6.2
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
         dim = get_dim()
         self.dimension = int(dim) if dim else int(self.encode(["维度"], 1).shape[1])
 
