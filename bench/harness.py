@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                              "model the export names, else artifacts/trained/*, else base)")
     parser.add_argument("--source", type=Path, help="corpus tarball (default: the pinned one)")
     parser.add_argument("--no-full-corpus", action="store_true", help="skip the full-corpus run")
-    parser.add_argument("--baseline-full-timeout", type=float, default=600,
+    parser.add_argument("--baseline-full-timeout", type=float, default=300,
                         help="time box for the baseline's full-corpus attempt, s (0 = skip)")
     parser.add_argument("--timeout", type=float, default=900, help="per worker process, s")
     parser.add_argument("--timeout-full", type=float, default=2400,
@@ -481,35 +481,45 @@ def main(argv: list[str] | None = None) -> int:
                               "on torch CPU, fp32, batch 64, model prompts)",
         }
         result |= summarise(runs)
+        result["machine"] = machine_info(load_before, busy_before)
+        result["runs"] = [strip(r) for r in runs]
         if not args.quick and not args.no_full_corpus:
+            result["targets"] = targets(result)
+            save(result, args.out, mode)  # the A/B part survives if the full-corpus part dies
             result["full_corpus"] = full_corpus(args, work, st_model)
         result["targets"] = targets(result)
-        import onnxruntime
-        import torch
-
-        result["machine"] = {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__,
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            "other_busy_processes_before": busy_before,
-            "other_busy_processes_after": other_heavy_processes(),
-        }
+        result["machine"] = machine_info(load_before, busy_before)
         result["total_s"] = round(time.perf_counter() - started, 1)
-        result["runs"] = [strip(r) for r in runs]
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"work directory kept: {work}", file=sys.stderr)
-    text = json.dumps(result, ensure_ascii=False,
-                      default=lambda o: round(o, 3) if isinstance(o, float) else str(o))
-    (args.out / f"{mode}.json").write_text(
-        json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (args.out / f"{mode}.md").write_text(markdown(result), encoding="utf-8")
-    print(text)
+    save(result, args.out, mode)
+    print(json.dumps(result, ensure_ascii=False,
+                     default=lambda o: round(o, 3) if isinstance(o, float) else str(o)))
     return 0
+
+
+def save(result: dict[str, Any], out: Path, mode: str) -> None:
+    (out / f"{mode}.json").write_text(
+        json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (out / f"{mode}.md").write_text(markdown(result), encoding="utf-8")
+
+
+def machine_info(load_before: tuple[float, float, float], busy_before: list[str]) -> dict:
+    import onnxruntime
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "other_busy_processes_before": busy_before,
+        "other_busy_processes_after": other_heavy_processes(),
+    }
