@@ -41,6 +41,8 @@ PACKAGED_MODEL = ROOT / "poemrag" / "models" / "poemrag-zh-1792"
 BASE_ST_MODEL = ROOT / "artifacts" / "base" / "poemrag-e5-small-zh-1792"
 TRAINED_DIR = ROOT / "artifacts" / "trained"
 SIDES = ("poemrag", "baseline")
+BUSY_SEEN: dict[str, str] = {}
+"""Other CPU-heavy processes seen while the workers ran: command -> "NN% command"."""
 
 
 def default_st_model(onnx_dir: Path) -> Path:
@@ -112,11 +114,15 @@ def run_side(
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     timed_out = False
-    peak_disk, next_sample = 0.0, 0.0
+    peak_disk, next_sample, next_busy = 0.0, 0.0, 0.0
     while True:
         if time.perf_counter() >= next_sample:
             peak_disk = max(peak_disk, disk_mb(data))
             next_sample = time.perf_counter() + 2.0
+        if time.perf_counter() >= next_busy:
+            for b in other_heavy_processes():
+                BUSY_SEEN.setdefault(b.split(" ", 1)[1], b)
+            next_busy = time.perf_counter() + 10.0
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
@@ -259,7 +265,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"baseline: `{s['baseline_stack']}`",
         "",
     ]
-    busy = s["machine"]["other_busy_processes_before"] + s["machine"]["other_busy_processes_after"]
+    m = s["machine"]
+    busy = (m["other_busy_processes_before"] + m.get("other_busy_processes_during", [])
+            + m["other_busy_processes_after"])
     if busy:
         lines += [("**Other processes were using the CPU during this run**: absolute numbers "
                    "are below what this machine can do, and the ratios may be distorted too:"),
@@ -521,5 +529,6 @@ def machine_info(load_before: tuple[float, float, float], busy_before: list[str]
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "other_busy_processes_before": busy_before,
+        "other_busy_processes_during": list(BUSY_SEEN.values()),
         "other_busy_processes_after": other_heavy_processes(),
     }
