@@ -88,14 +88,10 @@ def test_dev_split_is_stable_and_about_ten_percent() -> None:
     assert {t.anchor for t in train} <= {t.anchor for t in train2}
 
 
-def test_ccpm_rows_become_triplets_with_three_hard_negatives(tmp_path: Path) -> None:
+def test_ccpm_rows_become_triplets_with_three_hard_negatives() -> None:
     # Made-up rows in CCPM's format (not taken from CCPM).
-    rows = [
-        {"translation": "月光洒在床前像霜一样。", "choices": ["床前明月光", "窗前明月白", "门前秋月光", "床前落叶黄"], "answer": 0},
-        {"translation": "抬头看月亮，低头想家乡。", "choices": ["举杯邀明月", "抬头望远山", "低头思故乡", "回首望故园"], "answer": 2},
-    ]
-    _write(tmp_path / "valid.jsonl", [json.dumps(r, ensure_ascii=False) for r in rows])
-    triplets = ccpm_triplets(load_ccpm_split(tmp_path, "valid"))
+    fixture = Path(__file__).parent / "fixtures" / "ccpm_format"
+    triplets = ccpm_triplets(load_ccpm_split(fixture, "valid"))
     assert len(triplets) == 2 and triplets[0].positive == "床前明月光"
     assert triplets[1].anchor == "抬头看月亮，低头想家乡。"
     assert triplets[1].positive == "低头思故乡"
@@ -105,7 +101,7 @@ def test_ccpm_rows_become_triplets_with_three_hard_negatives(tmp_path: Path) -> 
 def test_missing_or_malformed_ccpm_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingDataError, match="CCPM train file not found"):
         load_ccpm_split(tmp_path, "train")
-    _write(tmp_path / "train.jsonl", ['{"translation": "x"}'])
+    _write(tmp_path / "train.jsonl", [json.dumps({"translation": "x"})])
     with pytest.raises(PoemragError, match=r"train\.jsonl:1: 'choices' must be"):
         load_ccpm_split(tmp_path, "train")
 
