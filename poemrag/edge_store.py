@@ -122,6 +122,11 @@ class EdgeStore:
 
     # -- collection ---------------------------------------------------------------------------
 
+    @property
+    def model(self) -> str:
+        """The encoder this collection was embedded with ("" if unknown or not created)."""
+        return str(self._meta().get("model", "")) if self.exists() else ""
+
     def vector_size(self) -> int | None:
         return int(self._meta()["size"]) if self.exists() else None
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from tqdm import tqdm
 
+from poemrag.batching import batched
 from poemrag.cli import run_cli
 from poemrag.corpus import Corpus, Couplet, load_corpus
 from poemrag.embeddings import PoemEmbeddings
@@ -23,7 +22,6 @@ from poemrag.errors import StoreError
 from poemrag.settings import Settings
 from poemrag.store import PoemStore, open_store
 
-T = TypeVar("T")
 ID_CHECK_BATCH = 2048
 
 
@@ -52,11 +50,6 @@ class IngestSummary:
             f"in store    {self.points_in_store}",
             f"seconds     {self.seconds:.1f} ({rate:.0f} couplets/s)",
         ]
-
-
-def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def pending_couplets(store: PoemStore, couplets: list[Couplet]) -> list[Couplet]:

@@ -19,6 +19,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as m
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from poemrag.batching import batched
 from poemrag.errors import StoreError
 from poemrag.settings import Settings
 from poemrag.store import (
@@ -217,8 +218,7 @@ class ServerStore:
             m.PointStruct(id=int(i), vector={VECTOR_NAME: _floats(vec)}, payload=payload)
             for i, vec, payload in zip(ids, vectors, payloads, strict=True)
         ]
-        for start in range(0, len(points), self.batch_size):
-            batch = points[start : start + self.batch_size]
+        for batch in batched(points, self.batch_size):
             self._call(self.client.upsert, self.collection, points=batch, wait=True)
 
     def finish(self) -> None:

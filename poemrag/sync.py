@@ -8,22 +8,18 @@ interruption continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from tqdm import tqdm
 
+from poemrag.batching import batched
 from poemrag.cli import run_cli
 from poemrag.edge_store import DISTANCE, EdgeStore
 from poemrag.errors import StoreError
 from poemrag.server_store import ServerStore
 from poemrag.settings import Settings
-
-Point = tuple[int, Any, dict[str, Any]]
 
 
 @dataclass
@@ -44,17 +40,6 @@ class SyncSummary:
         )
 
 
-def chunks(points: Iterator[Point], size: int) -> Iterator[list[Point]]:
-    chunk: list[Point] = []
-    for point in points:
-        chunk.append(point)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def check_target(edge: EdgeStore, server: ServerStore, recreate: bool) -> int:
     """The vector size to copy; refuses a server collection made for other vectors."""
     size = edge.vector_size()
@@ -71,14 +56,6 @@ def check_target(edge: EdgeStore, server: ServerStore, recreate: bool) -> int:
     return size
 
 
-def _edge_model(edge: EdgeStore) -> str:
-    """The encoder recorded with the Edge collection (kept as the server collection's metadata)."""
-    try:
-        return str(json.loads(edge.meta_path.read_text(encoding="utf-8")).get("model", ""))
-    except (OSError, ValueError):
-        return ""
-
-
 def sync(
     edge: EdgeStore,
     server: ServerStore,
@@ -90,12 +67,12 @@ def sync(
     """Copy every point of ``edge`` that ``server`` does not hold yet."""
     started = time.perf_counter()
     size = check_target(edge, server, recreate)
-    server.ensure_collection(size, model=_edge_model(edge), recreate=recreate)
+    server.ensure_collection(size, model=edge.model, recreate=recreate)
     summary = SyncSummary(source_points=edge.count())
     with tqdm(
         total=summary.source_points, unit="point", desc="syncing", disable=not progress
     ) as bar:
-        for chunk in chunks(edge.scroll_points(batch=batch_size), batch_size):
+        for chunk in batched(edge.scroll_points(batch=batch_size), batch_size):
             there = server.existing_ids([pid for pid, _, _ in chunk])
             todo = [p for p in chunk if p[0] not in there]
             if todo:

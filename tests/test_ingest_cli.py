@@ -114,3 +114,12 @@ def test_store_in_use_is_refused(env: Settings, capsys) -> None:
 def test_empty_query_exits_non_zero(env: Settings, capsys, query: str) -> None:
     assert run(search.main, query) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_batched_splits_any_iterable() -> None:
+    from poemrag.batching import batched
+
+    assert list(batched(iter(range(5)), 2)) == [[0, 1], [2, 3], [4]]
+    assert list(batched([], 3)) == []
+    with pytest.raises(ValueError):
+        list(batched([1], 0))
