@@ -10,7 +10,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -254,7 +254,9 @@ class EdgeStore:
         hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
         return in_line_order(hits)
 
-    def scroll_points(self, batch: int = 1024, with_vector: bool = True):
+    def scroll_points(
+        self, batch: int = 1024, with_vector: bool = True
+    ) -> Iterator[tuple[int, Any, dict[str, Any]]]:
         """Yield (id, vector, payload) of every point, in id order (for copying to a server)."""
         offset = None
         while True:
