@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from poemrag.encoders import Backend, Encoder, load_encoder
 from poemrag.settings import Settings
@@ -27,15 +27,27 @@ class PoemEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    model: str = Field(default_factory=lambda: Settings().model)
+    model: str = Field(description="model directory or hub id (default: settings' model)")
     backend: Backend | None = Field(
         default=None, description="onnx or torch; None = onnx if the directory has model.onnx"
     )
-    batch_size: int = Field(default_factory=lambda: Settings().batch_size, ge=1)
+    batch_size: int = Field(ge=1, description="texts per batch (default: settings' batch_size)")
     threads: int | None = Field(default=None, description="onnxruntime threads (None = all)")
     device: str | None = Field(default=None, description="torch device (None = auto)")
 
     _encoder: Encoder = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_defaults(cls, data: Any) -> Any:
+        """Fill unset model/backend/batch_size from one read of the settings."""
+        if not isinstance(data, dict) or {"model", "batch_size"} <= data.keys():
+            return data
+        settings = Settings()
+        defaults = {"model": settings.model, "batch_size": settings.batch_size}
+        if "model" not in data:
+            defaults["backend"] = settings.backend
+        return defaults | data
 
     def model_post_init(self, context: Any, /) -> None:
         self._encoder = load_encoder(

@@ -38,8 +38,10 @@ class Settings(BaseSettings):
         default=str(PACKAGED_MODEL_DIR),
         description="Local model directory or hub id; default: the packaged encoder.",
     )
-    backend: Literal["onnx", "torch"] = Field(
-        default="onnx", description="onnx = fastembed/onnxruntime, torch = sentence-transformers."
+    backend: Literal["onnx", "torch"] | None = Field(
+        default=None,
+        description="onnx = fastembed/onnxruntime, torch = sentence-transformers; "
+        "unset = onnx for a directory holding model.onnx, else torch.",
     )
     batch_size: int = Field(default=64, ge=1, description="Texts per embedding batch.")
     upsert_batch_size: int = Field(default=512, ge=1, description="Points per store write.")

@@ -56,6 +56,27 @@ def test_settings_select_the_model(monkeypatch: pytest.MonkeyPatch, tiny_onnx_di
     monkeypatch.setenv("POEMRAG_BATCH_SIZE", "7")
     emb = PoemEmbeddings.from_settings()
     assert emb.model == str(tiny_onnx_dir) and emb.batch_size == 7
+    assert PoemEmbeddings().batch_size == 7
+
+
+@pytest.mark.parametrize("build", [PoemEmbeddings, PoemEmbeddings.from_settings])
+def test_settings_model_without_backend_is_detected(
+    monkeypatch: pytest.MonkeyPatch, tiny_st_dir: Path, build: type[PoemEmbeddings]
+) -> None:
+    """A sentence-transformers directory in POEMRAG_MODEL loads with torch, unasked."""
+    monkeypatch.setenv("POEMRAG_MODEL", str(tiny_st_dir))
+    monkeypatch.delenv("POEMRAG_BACKEND", raising=False)
+    emb = build()
+    assert emb.backend is None and type(emb._encoder).__name__ == "TorchEncoder"
+
+
+def test_explicit_fields_win_over_settings(
+    monkeypatch: pytest.MonkeyPatch, tiny_onnx_dir: Path
+) -> None:
+    monkeypatch.setenv("POEMRAG_MODEL", "/nonexistent/model")
+    monkeypatch.setenv("POEMRAG_BATCH_SIZE", "3")
+    emb = PoemEmbeddings(model=str(tiny_onnx_dir), batch_size=5)
+    assert emb.batch_size == 5 and emb.dimension > 0
 
 
 class TestPoemEmbeddingsStandard(EmbeddingsIntegrationTests):

@@ -13,7 +13,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     s = Settings()
     assert s.data_dir == tmp_path / "xdg" / "poemrag"
-    assert s.collection == "tang_poems" and s.backend == "onnx"
+    assert s.collection == "tang_poems" and s.backend is None  # detected from the model
     assert s.model == str(PACKAGED_MODEL_DIR) and s.qdrant_url is None
     assert s.store_path == s.data_dir / "qdrant" / "tang_poems"
     assert s.corpus_dir == s.data_dir / "corpus"
