@@ -93,8 +93,16 @@ DROP_RULES: tuple[DropRule, ...] = (
         "an editorial note in brackets, e.g. （見影印天一閣藏《正德汝州志》卷七）",
         _has_any("（）()〖〗【】〔〕{}"),
     ),
-    DropRule("book_citation", "cites a book title, e.g. 又見百卷本《法苑珠林》卷五四。", _has_any("《》〈〉")),
-    DropRule("quotation", "quotes a reading in 「」 or 『』, e.g. 第七句作「還取同心契」。", _has_any("「」『』")),
+    DropRule(
+        "book_citation",
+        "cites a book title, e.g. 又見百卷本《法苑珠林》卷五四。",
+        _has_any("《》〈〉"),
+    ),
+    DropRule(
+        "quotation",
+        "quotes a reading in 「」 or 『』, e.g. 第七句作「還取同心契」。",
+        _has_any("「」『』"),
+    ),
     DropRule("lacuna", "has missing characters (□, ○, ●, …)", _has_any("□○●…⿰")),
     DropRule(
         "latin_or_digits",
@@ -113,7 +121,8 @@ DROP_RULES: tuple[DropRule, ...] = (
     ),
     DropRule(
         "commentary",
-        "editorial words (此詩, 本書, 俟考, 的…) in irregular clauses, e.g. 今收入先宋詩，以俟考定。",
+        "editorial words (此詩, 本書, 俟考, 的…) in irregular clauses, "
+        "e.g. 今收入先宋詩，以俟考定。",
         _is_commentary,
     ),
 )

@@ -147,8 +147,9 @@ def build_corpus(files: CorpusFiles, sample: bool = False, limit: int | None = N
             all_tags = tuple(dict.fromkeys([*(tags or []), *own_tags]))
             poem = _build_poem(index, rec, where, all_tags, report)
             if limit is not None and kept + len(poem.couplets) > limit:
-                poem = Poem(poem.index, poem.poem_id, poem.title, poem.author,
-                            poem.couplets[: limit - kept])
+                poem = Poem(
+                    poem.index, poem.poem_id, poem.title, poem.author, poem.couplets[: limit - kept]
+                )
             if poem.couplets:
                 poems.append(poem)
                 kept += len(poem.couplets)

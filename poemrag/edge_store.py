@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import numpy as np
 import qdrant_edge as qe
@@ -70,7 +70,9 @@ class EdgeStore:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             handle = lock_path.open("a+")
         except OSError as exc:
-            raise StoreError(f"cannot open the store at {lock_path.parent}: {exc.strerror}") from None
+            raise StoreError(
+                f"cannot open the store at {lock_path.parent}: {exc.strerror}"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -78,7 +80,8 @@ class EdgeStore:
             owner = handle.read().strip() or "unknown"
             handle.close()
             raise StoreError(
-                f"the store {lock_path.with_suffix('')} is in use by another process (pid {owner}); "
+                f"the store {lock_path.with_suffix('')} is in use by another process "
+                f"(pid {owner}); "
                 "wait for it to finish or set POEMRAG_DATA_DIR to another directory"
             ) from None
         handle.seek(0)
@@ -95,7 +98,7 @@ class EdgeStore:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
 
-    def __enter__(self) -> EdgeStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -110,7 +113,7 @@ class EdgeStore:
                 )
             try:
                 self._shard = qe.EdgeShard.load(str(self.path))
-            except Exception as exc:  # the engine raises plain exceptions for damaged shards
+            except Exception as exc:  # noqa: BLE001 - the engine raises plain exceptions for damaged shards
                 raise StoreError(f"cannot load the store at {self.path}: {exc}") from None
         return self._shard
 
@@ -241,10 +244,14 @@ class EdgeStore:
             params=qe.SearchParams(
                 hnsw_ef=HNSW_EF_SEARCH,
                 exact=exact,
-                quantization=qe.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=OVERSAMPLING),
+                quantization=qe.QuantizationSearchParams(
+                    ignore=exact, rescore=True, oversampling=OVERSAMPLING
+                ),
             ),
         )
-        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)]
+        return [
+            Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)
+        ]
 
     def poem(self, poem_id: str) -> list[Hit]:
         flt = _edge_filter(SearchFilter(poem_ids=[poem_id]))
@@ -261,10 +268,14 @@ class EdgeStore:
         offset = None
         while True:
             records, offset = self.shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=with_vector)
+                qe.ScrollRequest(
+                    offset=offset, limit=batch, with_payload=True, with_vector=with_vector
+                )
             )
             for r in records:
-                vector = r.vector[VECTOR_NAME] if with_vector and isinstance(r.vector, dict) else None
+                vector = (
+                    r.vector[VECTOR_NAME] if with_vector and isinstance(r.vector, dict) else None
+                )
                 yield int(r.id), vector, dict(r.payload or {})
             if offset is None:
                 return
@@ -274,7 +285,9 @@ def _edge_config(dim: int) -> qe.EdgeConfig:
     quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=QUANTILE, always_ram=True)
     return qe.EdgeConfig(
         vectors={
-            VECTOR_NAME: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, quantization_config=quant)
+            VECTOR_NAME: qe.EdgeVectorParams(
+                size=dim, distance=qe.Distance.Cosine, quantization_config=quant
+            )
         },
         hnsw_config=qe.HnswIndexConfig(
             m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB

@@ -81,7 +81,7 @@ class OnnxEncoder:
                 threads=threads,
                 local_files_only=True,
             )
-        except Exception as exc:  # fastembed/onnxruntime raise many types for a broken model
+        except Exception as exc:  # noqa: BLE001 - fastembed/onnxruntime raise many types for a broken model
             raise ModelError(f"cannot load ONNX model {model_dir}: {_one_line(exc)}") from None
         self.dimension = int(info.get("dim") or self.encode(["维度"], 1).shape[1])
 
@@ -111,7 +111,7 @@ class TorchEncoder:
             ) from None
         try:
             self._model = SentenceTransformer(model, device=device)
-        except Exception as exc:  # OSError for a missing hub id, ValueError for bad configs, …
+        except Exception as exc:  # noqa: BLE001 - OSError for a missing hub id, ValueError for bad configs, …
             raise ModelError(f"cannot load model {model!r}: {_one_line(exc)}") from None
         prompts: dict[str, str] = self._model.prompts or {}
         self.query_prompt = prompts.get("query", "")
@@ -140,7 +140,9 @@ def load_encoder(model: str, backend: Backend | None = None, **kwargs: Any) -> E
     path = Path(os.path.expanduser(model))
     if backend == "onnx":
         if not path.is_dir():
-            raise ModelError(f"model directory not found: {model} (the onnx backend needs a local export)")
+            raise ModelError(
+                f"model directory not found: {model} (the onnx backend needs a local export)"
+            )
         return OnnxEncoder(path, threads=kwargs.get("threads"))
     looks_local = path.is_absolute() or model.startswith(".") or path.exists()
     if looks_local and not path.exists():

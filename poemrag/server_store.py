@@ -95,7 +95,9 @@ class ServerStore:
                 )
             except Exception as exc:  # a malformed URL  # noqa: BLE001
                 reason = _root_cause(exc).replace(url, safe_url(url))
-                raise StoreError(f"invalid POEMRAG_QDRANT_URL {safe_url(url)!r}: {reason}") from None
+                raise StoreError(
+                    f"invalid POEMRAG_QDRANT_URL {safe_url(url)!r}: {reason}"
+                ) from None
         store = cls(
             client,
             settings.collection,
@@ -122,7 +124,9 @@ class ServerStore:
                         "check POEMRAG_QDRANT_API_KEY"
                     ) from None
                 if exc.status_code not in TRANSIENT_STATUS or last:
-                    raise StoreError(f"{self.where} answered {exc.status_code}: {_reason(exc)}") from None
+                    raise StoreError(
+                        f"{self.where} answered {exc.status_code}: {_reason(exc)}"
+                    ) from None
             except (ResponseHandlingException, ConnectionError, TimeoutError) as exc:
                 if last:
                     raise StoreError(f"cannot reach {self.where}: {_root_cause(exc)}") from None
@@ -165,7 +169,9 @@ class ServerStore:
             self._create_indexes()  # those a create that died half-way did not make
             return
         quant = m.ScalarQuantization(
-            scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=QUANTILE, always_ram=True)
+            scalar=m.ScalarQuantizationConfig(
+                type=m.ScalarType.INT8, quantile=QUANTILE, always_ram=True
+            )
         )
         try:
             self._call(
@@ -173,7 +179,9 @@ class ServerStore:
                 self.collection,
                 vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
                 hnsw_config=m.HnswConfigDiff(
-                    m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+                    m=HNSW_M,
+                    ef_construct=HNSW_EF_CONSTRUCT,
+                    full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
                 ),
                 quantization_config=quant,
                 metadata={"poemrag_model": model} if model else None,
@@ -191,7 +199,10 @@ class ServerStore:
         for field_name, schema in payload_schemas().items():
             if field_name not in existing:
                 self._call(
-                    self.client.create_payload_index, self.collection, field_name, field_schema=schema
+                    self.client.create_payload_index,
+                    self.collection,
+                    field_name,
+                    field_schema=schema,
                 )
 
     # -- writes -------------------------------------------------------------------------------
@@ -261,7 +272,9 @@ class ServerStore:
             search_params=m.SearchParams(
                 hnsw_ef=HNSW_EF_SEARCH,
                 exact=exact,
-                quantization=m.QuantizationSearchParams(ignore=exact, rescore=True, oversampling=OVERSAMPLING),
+                quantization=m.QuantizationSearchParams(
+                    ignore=exact, rescore=True, oversampling=OVERSAMPLING
+                ),
             ),
         )
         return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
@@ -277,7 +290,9 @@ class ServerStore:
         hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
         return in_line_order(hits)
 
-    def scroll_points(self, batch: int = 256, with_vector: bool = True) -> Iterator[tuple[int, Any, dict]]:
+    def scroll_points(
+        self, batch: int = 256, with_vector: bool = True
+    ) -> Iterator[tuple[int, Any, dict]]:
         """Yield (id, vector, payload) of every point."""
         offset = None
         while True:
@@ -306,7 +321,9 @@ def payload_schemas() -> dict[str, Any]:
             type=m.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
         )
     schemas[TEXT_FIELD] = m.TextIndexParams(
-        type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.MULTILINGUAL, lowercase=True,
+        type=m.TextIndexType.TEXT,
+        tokenizer=m.TokenizerType.MULTILINGUAL,
+        lowercase=True,
         enable_hnsw=False,
     )
     return schemas

