@@ -32,7 +32,9 @@ from poemrag.store import (
     VECTOR_NAME,
     Hit,
     SearchFilter,
+    collection_summary,
     in_line_order,
+    to_hits,
 )
 
 DISTANCE = "Cosine"
@@ -219,13 +221,7 @@ class EdgeStore:
         return int(self.shard.count(qe.CountRequest(exact=True))) if self.exists() else 0
 
     def info(self) -> dict[str, Any]:
-        info = self.shard.info()
-        return {
-            "points": info.points_count,
-            "indexed_vectors": info.indexed_vectors_count,
-            "segments": info.segments_count,
-            "indexes": sorted(info.payload_schema),
-        }
+        return collection_summary(self.shard.info())
 
     def search(
         self,
@@ -249,17 +245,14 @@ class EdgeStore:
                 ),
             ),
         )
-        return [
-            Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in self.shard.query(request)
-        ]
+        return to_hits(self.shard.query(request))
 
     def poem(self, poem_id: str) -> list[Hit]:
         flt = _edge_filter(SearchFilter(poem_ids=[poem_id]))
         records, _ = self.shard.scroll(
             qe.ScrollRequest(limit=MAX_POEM_LINES, filter=flt, with_payload=True, with_vector=False)
         )
-        hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
-        return in_line_order(hits)
+        return in_line_order(to_hits(records))
 
     def scroll_points(
         self, batch: int = 1024, with_vector: bool = True

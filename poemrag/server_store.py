@@ -36,7 +36,9 @@ from poemrag.store import (
     VECTOR_NAME,
     Hit,
     SearchFilter,
+    collection_summary,
     in_line_order,
+    to_hits,
 )
 
 T = TypeVar("T")
@@ -244,13 +246,7 @@ class ServerStore:
 
     def info(self) -> dict[str, Any]:
         """Points, indexed vectors, segments and payload indexes (as ``EdgeStore.info``)."""
-        info = self._call(self.client.get_collection, self.collection)
-        return {
-            "points": info.points_count,
-            "indexed_vectors": info.indexed_vectors_count,
-            "segments": info.segments_count,
-            "indexes": sorted(info.payload_schema),
-        }
+        return collection_summary(self._call(self.client.get_collection, self.collection))
 
     def search(
         self,
@@ -277,7 +273,7 @@ class ServerStore:
                 ),
             ),
         )
-        return [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        return to_hits(response.points)
 
     def poem(self, poem_id: str) -> list[Hit]:
         records, _ = self._call(
@@ -287,8 +283,7 @@ class ServerStore:
             limit=MAX_POEM_LINES,
             with_payload=True,
         )
-        hits = [Hit(int(r.id), 0.0, dict(r.payload or {})) for r in records]
-        return in_line_order(hits)
+        return in_line_order(to_hits(records))
 
     def scroll_points(
         self, batch: int = 256, with_vector: bool = True

@@ -11,7 +11,7 @@ Collection layout (identical on both backends):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +79,25 @@ class SearchFilter:
 
     def is_empty(self) -> bool:
         return not self.conditions() and not self.text
+
+
+def to_hits(points: Iterable[Any]) -> list[Hit]:
+    """Hits from the engine's or the client's point records (scored or not)."""
+    return [
+        Hit(int(p.id), float(getattr(p, "score", 0.0) or 0.0), dict(p.payload or {}))
+        for p in points
+    ]
+
+
+def collection_summary(info: Any) -> dict[str, Any]:
+    """Points, indexed vectors, segments and payload indexes of a shard or collection info
+    (Qdrant Edge and qdrant-client name these fields alike)."""
+    return {
+        "points": info.points_count,
+        "indexed_vectors": info.indexed_vectors_count,
+        "segments": info.segments_count,
+        "indexes": sorted(info.payload_schema),
+    }
 
 
 def in_line_order(hits: list[Hit]) -> list[Hit]:
