@@ -1,6 +1,7 @@
 """Query latency and HNSW recall on the ingested collection.
 
     python -m bench.retrieval [--queries 100] [--k 10] [--json OUT]
+    POEMRAG_HNSW_EF=256 python -m bench.retrieval     # another speed/recall trade-off
 
 For each chat-style query: end-to-end latency (embed + search, top-k) through the retriever's
 store, and recall@k of the approximate (HNSW + int8) search against exact brute-force search
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_p95_ms": round(percentile(latencies, 95), 2),
         "embed_p50_ms": round(percentile(embed_ms, 50), 2),
         "search_p50_ms": round(percentile([a - b for a, b in zip(latencies, embed_ms)], 50), 2),
+        "hnsw_ef": settings.hnsw_ef,
         "hnsw_recall_at_k": round(statistics.fmean(recalls), 4),
         "store_size_mb": round(dir_size_mb(settings.store_path), 1) if not settings.qdrant_url else None,
     }

@@ -58,8 +58,9 @@ def space_needed(points: int, dim: int) -> int:
 class EdgeStore:
     """A Qdrant Edge shard at ``path`` holding one poemrag collection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hnsw_ef: int = HNSW_EF_SEARCH) -> None:
         self.path = Path(path)
+        self.hnsw_ef = hnsw_ef
         self.meta_path = self.path.with_name(self.path.name + ".json")
         self._lock_file = self._lock(self.path.with_name(self.path.name + ".lock"))
         self._shard: qe.EdgeShard | None = None
@@ -238,7 +239,7 @@ class EdgeStore:
             with_payload=True,
             score_threshold=score_threshold,
             params=qe.SearchParams(
-                hnsw_ef=HNSW_EF_SEARCH,
+                hnsw_ef=self.hnsw_ef,
                 exact=exact,
                 quantization=qe.QuantizationSearchParams(
                     ignore=exact, rescore=True, oversampling=OVERSAMPLING

@@ -70,8 +70,10 @@ class ServerStore:
         retries: int | None = None,
         backoff_s: float | None = None,
         batch_size: int = 512,
+        hnsw_ef: int = HNSW_EF_SEARCH,
     ) -> None:
         self.client = client
+        self.hnsw_ef = hnsw_ef
         self.collection = collection
         self.where = where
         self.retries = max(1, retries if retries is not None else type(self).retries)
@@ -107,6 +109,7 @@ class ServerStore:
             retries=retries,
             backoff_s=backoff_s,
             batch_size=settings.upsert_batch_size,
+            hnsw_ef=settings.hnsw_ef,
         )
         store._call(client.get_collections)
         return store
@@ -266,7 +269,7 @@ class ServerStore:
             score_threshold=score_threshold,
             with_payload=True,
             search_params=m.SearchParams(
-                hnsw_ef=HNSW_EF_SEARCH,
+                hnsw_ef=self.hnsw_ef,
                 exact=exact,
                 quantization=m.QuantizationSearchParams(
                     ignore=exact, rescore=True, oversampling=OVERSAMPLING

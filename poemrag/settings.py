@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=64, ge=1, description="Texts per embedding batch.")
     upsert_batch_size: int = Field(default=512, ge=1, description="Points per store write.")
+    hnsw_ef: int = Field(
+        default=128,
+        ge=1,
+        description="HNSW search breadth: higher finds more of the exact top-k, more slowly.",
+    )
     ccpm_dir: Path | None = Field(
         default=None, description="Directory with CCPM train.jsonl/valid.jsonl (training only)."
     )

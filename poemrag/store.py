@@ -155,4 +155,4 @@ def open_store(settings: Settings | None = None) -> PoemStore:
         return ServerStore.connect(settings)
     from poemrag.edge_store import EdgeStore
 
-    return EdgeStore(settings.store_path)
+    return EdgeStore(settings.store_path, hnsw_ef=settings.hnsw_ef)

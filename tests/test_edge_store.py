@@ -131,3 +131,17 @@ def test_missing_collection_is_a_store_error(tmp_path: Path) -> None:
         assert empty.vector_size() is None and empty.count() == 0
         with pytest.raises(StoreError, match="poemrag.ingest"):
             empty.search([0.0] * DIM, 1)
+
+
+def test_hnsw_ef_comes_from_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from poemrag.settings import Settings
+    from poemrag.store import open_store
+
+    monkeypatch.delenv("POEMRAG_QDRANT_URL", raising=False)
+    monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POEMRAG_HNSW_EF", "300")
+    store = open_store(Settings())
+    try:
+        assert isinstance(store, EdgeStore) and store.hnsw_ef == 300
+    finally:
+        store.close()
