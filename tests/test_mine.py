@@ -40,3 +40,37 @@ def test_rows_without_enough_candidates_are_skipped() -> None:
     t = Triplet("雪", "江雪", ("花鸟山河",))
     rows, skipped = mine([t], [("江雪", "p1"), ("花鸟山河", "p2")], bag, bag, MineConfig(1, 5))
     assert rows == [] and skipped == 1
+
+
+def test_precomputed_corpus_vectors_give_the_same_rows() -> None:
+    """Mining from an ingested collection's vectors equals embedding the corpus again."""
+    t = Triplet("月光照在霜上想故乡", "床前明月光，疑是地上霜。", ("春眠不觉晓，处处闻啼鸟。",))
+    corpus = [("明月照高楼，流光正徘徊。", "p3"), ("故乡今夜思千里，霜鬓明朝又一年。", "p4"),
+              ("明月照高楼，流光正徘徊。", "p7"), ("江雪", "p5"), ("花鸟山河", "p6")]
+    cfg = MineConfig(num_negatives=2, top_k=5, max_similarity=0.999, relative_margin=0.0)
+
+    def no_corpus_embedding(texts: list[str]) -> np.ndarray:
+        assert texts == [t.positive]  # only the positive is embedded
+        return bag(texts)
+
+    expected = mine([t], corpus, bag, bag, cfg)
+    given = mine([t], corpus, bag, no_corpus_embedding, cfg, bag([c for c, _ in corpus]))
+    assert given == expected and expected[0]
+
+
+def test_store_pool_refuses_a_collection_of_another_model(tmp_path) -> None:
+    import pytest
+
+    from poemrag.edge_store import EdgeStore
+    from poemrag.errors import PoemragError
+    from training.mine import store_pool
+
+    with EdgeStore(tmp_path / "poems") as store:
+        store.ensure_collection(4, model=str(tmp_path / "model-a"))
+        store.upsert([1], np.ones((1, 4), dtype=np.float32),
+                     [{"page_content": "江雪", "metadata": {"poem_id": "p1"}}])
+        store.finish()
+    pairs, vectors = store_pool(tmp_path / "poems", str(tmp_path / "model-a"))
+    assert pairs == [("江雪", "p1")] and vectors.shape == (1, 4)
+    with pytest.raises(PoemragError, match="embedded with"):
+        store_pool(tmp_path / "poems", str(tmp_path / "model-b"))

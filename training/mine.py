@@ -94,13 +94,22 @@ def pick_negatives(
 def mine(
     triplets: Sequence[Triplet], corpus: Sequence[tuple[str, str]],
     encode_queries: Encode, encode_documents: Encode, cfg: MineConfig,
+    corpus_vectors: np.ndarray | None = None,
 ) -> tuple[list[dict[str, str]], int]:
-    """Mined rows for ``triplets`` against ``corpus`` (text, poem id); returns (rows, skipped)."""
+    """Mined rows for ``triplets`` against ``corpus`` (text, poem id); returns (rows, skipped).
+
+    ``corpus_vectors`` (one row per ``corpus`` entry, from the same model) skips embedding
+    the corpus, e.g. the vectors of an ingested collection."""
     poems_of: dict[str, set[str]] = {}
-    for text, poem_id in corpus:
+    first_row: dict[str, int] = {}
+    for row, (text, poem_id) in enumerate(corpus):
         poems_of.setdefault(text, set()).add(poem_id)
+        first_row.setdefault(text, row)
     texts = list(poems_of)
-    docs = _unit(np.asarray(encode_documents(texts), dtype=np.float32))
+    if corpus_vectors is None:
+        docs = _unit(np.asarray(encode_documents(texts), dtype=np.float32))
+    else:
+        docs = _unit(np.asarray(corpus_vectors, dtype=np.float32)[[first_row[t] for t in texts]])
     queries = _unit(np.asarray(encode_queries([t.anchor for t in triplets]), dtype=np.float32))
     positives = _unit(np.asarray(encode_documents([t.positive for t in triplets]), dtype=np.float32))
     best = top_candidates(queries, docs, cfg.top_k)
@@ -123,6 +132,27 @@ def mine(
     return rows, skipped
 
 
+def store_pool(path: Path, model: str) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """(text, poem id) pairs and vectors of every point of an ingested Edge collection,
+    refused unless it was embedded with ``model``."""
+    from poemrag.edge_store import EdgeStore
+
+    with EdgeStore(path) as store:
+        if not store.exists():
+            raise PoemragError(f"no collection at {path}")
+        if Path(store.model).resolve() != Path(model).resolve():
+            raise PoemragError(
+                f"the collection at {path} was embedded with {store.model!r}, not {model!r}: "
+                "mine with that model or without --store"
+            )
+        pairs: list[tuple[str, str]] = []
+        rows: list[np.ndarray] = []
+        for _, vector, payload in store.scroll_points(batch=4096):
+            pairs.append((payload["page_content"], payload["metadata"]["poem_id"]))
+            rows.append(np.asarray(vector, dtype=np.float32))
+    return pairs, np.stack(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.mine", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="model directory (ST or ONNX) or hub id")
@@ -130,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"chat triplet files (default {DEFAULT_DATA_GLOB})")
     p.add_argument("--output", type=Path, default=Path("artifacts/mined/chat_hard_negatives.jsonl"))
     p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
+    p.add_argument("--store", type=Path, default=None,
+                   help="an ingested Edge collection directory (e.g. $POEMRAG_DATA_DIR/qdrant/"
+                        "tang_poems) embedded with --model: mine from its vectors, no re-embedding")
     p.add_argument("--pool-size", type=int, default=None,
                    help="mine from a seeded sample of this many couplets (default: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -149,12 +182,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
         train, dev = split_dev(read_triplet_files(files))
-        corpus = [(c.text, c.poem_id) for c in load_corpus(args.corpus).couplets()]
-        if args.pool_size is not None and args.pool_size < len(corpus):
-            corpus = random.Random(args.seed).sample(corpus, args.pool_size)
         emb = PoemEmbeddings(model=args.model, batch_size=64)
+        vectors = None
+        if args.store is not None:
+            corpus, vectors = store_pool(args.store, args.model)
+        else:
+            corpus = [(c.text, c.poem_id) for c in load_corpus(args.corpus).couplets()]
+        if args.pool_size is not None and args.pool_size < len(corpus):
+            keep = sorted(random.Random(args.seed).sample(range(len(corpus)), args.pool_size))
+            corpus = [corpus[i] for i in keep]
+            vectors = vectors[keep] if vectors is not None else None
         cfg = MineConfig(args.num_negatives, args.top_k, args.max_similarity, args.relative_margin)
-        rows, skipped = mine(train, corpus, emb.encode_queries, emb.encode_documents, cfg)
+        rows, skipped = mine(train, corpus, emb.encode_queries, emb.encode_documents, cfg, vectors)
     except PoemragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
