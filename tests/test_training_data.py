@@ -148,7 +148,34 @@ def test_committed_positives_and_negatives_are_corpus_couplets(
     from poemrag.corpus import load_corpus
 
     texts = {c.text for c in load_corpus(pinned_corpus).couplets()}
-    errors = check_positives(committed_triplets, texts)
-    negatives = [Triplet(t.anchor, n, (), t.where) for t in committed_triplets for n in t.negatives]
+    triplets = list(committed_triplets)
+    for path in MINED_FILES:
+        triplets += read_triplets(path)[0]
+    errors = check_positives(triplets, texts)
+    negatives = [Triplet(t.anchor, n, (), t.where) for t in triplets for n in t.negatives]
     errors += [e.replace("positive", "negative", 1) for e in check_positives(negatives, texts)]
     assert errors == [], f"{len(errors)} problems:\n" + "\n".join(errors)
+
+
+MINED_FILES = sorted((REPO / "training" / "data" / "mined").glob("*.jsonl"))
+
+
+@pytest.mark.skipif(not MINED_FILES, reason="no mined hard negatives committed")
+def test_mined_rows_extend_training_rows_and_never_dev_rows(
+    committed_triplets: list[Triplet],
+) -> None:
+    """Mined rows keep their source row (anchor, positive, authored negative) and add
+    negatives; no held-out dev anchor is among them."""
+    train, dev = split_dev(committed_triplets)
+    by_anchor = {t.anchor: t for t in train}
+    dev_anchors = {t.anchor for t in dev}
+    for path in MINED_FILES:
+        rows, problems = read_triplets(path)
+        assert problems == [] and rows
+        for row in rows:
+            assert row.anchor not in dev_anchors
+            source = by_anchor[row.anchor]
+            assert row.positive == source.positive
+            assert row.negatives[: len(source.negatives)] == source.negatives
+            assert len(set(row.negatives)) == len(row.negatives) > len(source.negatives)
+            assert row.positive not in row.negatives
