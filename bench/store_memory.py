@@ -1,0 +1,104 @@
+"""Where an embedded-store ingest's memory goes: anonymous vs memory-mapped file pages.
+
+    python -m bench.store_memory [--points 40000] [--dim 1792]
+
+Writes ``--points`` random unit vectors (with couplet-sized payloads) through
+:class:`poemrag.edge_store.EdgeStore` into a temporary directory, then runs ``finish()``
+(segment optimisation + HNSW build), sampling this process's ``RssAnon`` and ``RssFile``
+(``/proc/self/status``) every 0.2 s. No encoder is involved. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+
+from poemrag.batching import batched
+from poemrag.cli import run_cli
+from poemrag.edge_store import EdgeStore
+
+FIELDS = ("RssAnon", "RssFile")
+
+
+def rss_mb() -> dict[str, int]:
+    """This process's resident anonymous and file-backed memory, MiB (Linux)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in FIELDS:
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+class PeakSampler:
+    """Peaks of ``rss_mb()`` over a block, sampled by a background thread."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.every_s = every_s
+        self.peak = dict.fromkeys(FIELDS, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for key, value in rss_mb().items():
+                self.peak[key] = max(self.peak[key], value)
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def payload(i: int) -> dict:
+    return {
+        "page_content": "明月照高楼，流光正徘徊。",
+        "metadata": {"title": "题", "author": "李白", "dynasty": "唐", "poem_id": f"p{i // 8}",
+                     "line": i % 8, "form": "五言", "tags": [], "text_traditional": "明月照高樓"},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.store_memory", description=__doc__)
+    parser.add_argument("--points", type=int, default=40_000)
+    parser.add_argument("--dim", type=int, default=1792)
+    parser.add_argument("--batch", type=int, default=512)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    result: dict[str, object] = {"points": args.points, "dim": args.dim}
+    with tempfile.TemporaryDirectory(prefix="poemrag-store-memory-") as tmp:
+        store = EdgeStore(Path(tmp) / "poems")
+        store.ensure_collection(args.dim, model="random")
+        started = time.perf_counter()
+        with PeakSampler() as writes:
+            for ids in batched(list(range(args.points)), args.batch):
+                vectors = rng.normal(size=(len(ids), args.dim)).astype(np.float32)
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                store.upsert(ids, vectors, [payload(i) for i in ids])
+        result["upsert_s"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        with PeakSampler() as finish:
+            store.finish()
+        result["finish_s"] = round(time.perf_counter() - started, 1)
+        store.close()
+    for phase, sampler in (("upserts", writes), ("finish", finish)):
+        for key, value in sampler.peak.items():
+            result[f"{phase}_peak_{key}_mb"] = value
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
