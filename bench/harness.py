@@ -156,14 +156,16 @@ def other_heavy_processes() -> list[str]:
     measured beside them are not this machine's capacity."""
     mine = {os.getpid(), os.getppid()}
     try:
-        out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True,
-                             text=True, check=False).stdout.splitlines()[1:]
+        out = subprocess.run(["ps", "-eo", "pid,ppid,pcpu,args", "--sort=-pcpu"],
+                             capture_output=True, text=True, check=False).stdout.splitlines()[1:]
     except OSError:
         return []
     busy = []
     for line in out:
-        pid, cpu, args = line.split(None, 2)
-        if int(pid) not in mine and float(cpu) >= 20 and "bench.sides" not in args:
+        pid, ppid, cpu, args = line.split(None, 3)
+        # ps itself is our child: a process seconds old reads as 100% CPU.
+        ours = int(pid) in mine or int(ppid) == os.getpid()
+        if not ours and float(cpu) >= 20 and "bench.sides" not in args:
             busy.append(f"{float(cpu):.0f}% {args[:120]}")
     return busy
 
