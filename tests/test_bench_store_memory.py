@@ -18,3 +18,4 @@ def test_reports_anonymous_and_file_peaks_per_phase(capsys: pytest.CaptureFixtur
     for phase in ("upserts", "finish"):
         assert result[f"{phase}_peak_RssAnon_mb"] > 0
         assert result[f"{phase}_peak_RssFile_mb"] >= 0
+        assert result[f"{phase}_peak_total_mb"] >= result[f"{phase}_peak_RssAnon_mb"]
