@@ -145,12 +145,14 @@ def store_pool(path: Path, model: str) -> tuple[list[tuple[str, str]], np.ndarra
                 f"the collection at {path} was embedded with {store.model!r}, not {model!r}: "
                 "mine with that model or without --store"
             )
+        # One preallocated matrix: a list of 256k row arrays plus their stacked copy would
+        # hold the 1.8 GB of vectors twice.
+        vectors = np.empty((store.count(), store.vector_size() or 0), dtype=np.float32)
         pairs: list[tuple[str, str]] = []
-        rows: list[np.ndarray] = []
-        for _, vector, payload in store.scroll_points(batch=4096):
+        for row, (_, vector, payload) in enumerate(store.scroll_points(batch=4096)):
             pairs.append((payload["page_content"], payload["metadata"]["poem_id"]))
-            rows.append(np.asarray(vector, dtype=np.float32))
-    return pairs, np.stack(rows)
+            vectors[row] = vector
+    return pairs, vectors[: len(pairs)]
 
 
 def build_parser() -> argparse.ArgumentParser:
