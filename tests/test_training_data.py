@@ -24,6 +24,7 @@ from training.data import (
 
 REPO = Path(__file__).resolve().parent.parent
 CHAT_FILES = sorted((REPO / "training" / "data").glob("*.jsonl"))
+MINED_FILES = sorted((REPO / "training" / "data" / "mined").glob("*.jsonl"))
 
 GOOD = {"anchor": "今晚月亮好圆", "positive": "举头望明月，低头思故乡。", "negative": "春眠不觉晓，处处闻啼鸟。"}
 
@@ -157,8 +158,6 @@ def test_committed_positives_and_negatives_are_corpus_couplets(
     errors += [e.replace("positive", "negative", 1) for e in check_positives(negatives, texts)]
     assert errors == [], f"{len(errors)} problems:\n" + "\n".join(errors)
 
-
-MINED_FILES = sorted((REPO / "training" / "data" / "mined").glob("*.jsonl"))
 
 
 @pytest.mark.skipif(not MINED_FILES, reason="no mined hard negatives committed")
