@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from _training_helpers import ANCHORS, COUPLETS, build_tiny_model, made_up_triplets, write_jsonl
 
-from training.train import main
+from training.train import TimeLimit, main
 
 
 def _made_up_ccpm(folder: Path) -> Path:
@@ -31,6 +32,29 @@ def test_unknown_base_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capture
                  "--output-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith("error: base model not found")
+
+
+def test_time_limit_stops_training_after_the_budget_and_only_then() -> None:
+    now = [100.0]
+    limit = TimeLimit(minutes=1.0, clock=lambda: now[0])
+    control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(
+        global_step=1, max_steps=10)
+    limit.on_train_begin(None, state, control)
+    now[0] += 59.0
+    limit.on_step_end(None, state, control)
+    assert not control.should_training_stop
+    now[0] += 1.0
+    state.global_step = 2
+    limit.on_step_end(None, state, control)
+    assert control.should_training_stop and limit.stopped_at == 2
+
+
+@pytest.mark.parametrize("bad", [["--time-limit", "0"], ["--time-limit", "-5"], ["--lr", "0"]])
+def test_bad_numbers_are_a_one_line_error(bad: list[str], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*bad, "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ")
 
 
 @pytest.mark.slow
@@ -59,3 +83,15 @@ def test_two_steps_on_a_tiny_model_save_model_and_card(tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     assert SentenceTransformer(str(out)).max_seq_length == 32
+
+
+@pytest.mark.slow
+def test_time_limit_saves_the_model_and_says_so_in_the_card(tmp_path: Path) -> None:
+    base = build_tiny_model(tmp_path / "tiny")
+    data = write_jsonl(tmp_path / "t.jsonl", made_up_triplets())
+    out = tmp_path / "out"
+    code = main(["--base", str(base), "--data", str(data), "--max-steps", "5",
+                 "--batch-size", "4", "--eval-steps", "0", "--time-limit", "1e-6",
+                 "--output-dir", str(out), "--no-checkpoints"])
+    assert code == 0 and (out / "model.safetensors").is_file()
+    assert "1 of 5 (time limit)" in (out / "README.md").read_text(encoding="utf-8")

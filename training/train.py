@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps")
     p.add_argument("--max-seq-length", type=int, default=None)
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="stop after this much training time, then evaluate and save as usual")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--eval-steps", type=float, default=0.25,
                    help="evaluate every N steps (< 1: share of the run); 0 = only at the end")
@@ -157,6 +159,27 @@ class ProgressLog(TrainerCallback):
               flush=True)
 
 
+class TimeLimit(TrainerCallback):
+    """Stops training once ``minutes`` of wall-clock time have passed since the first step."""
+
+    def __init__(self, minutes: float, clock: Any = time.monotonic) -> None:
+        self.seconds = minutes * 60
+        self.clock = clock
+        self.start: float | None = None
+        self.stopped_at: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.start = self.clock()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if self.start is not None and self.clock() - self.start >= self.seconds:
+            control.should_training_stop = True
+            if self.stopped_at is None:
+                self.stopped_at = state.global_step
+                print(f"time limit reached: stopping at step {state.global_step}/"
+                      f"{state.max_steps}", flush=True)
+
+
 @dataclass
 class TrainingData:
     """Training datasets by name, the held-out chat dev rows and every chat row read."""
@@ -246,7 +269,8 @@ def card_info(
         "loss": "MultipleNegativesRankingLoss(scale=20, cosine)",
         "batch sampler": "NO_DUPLICATES (multi-dataset: proportional)",
         "epochs": args.epochs,
-        "steps": trainer.state.max_steps,
+        "steps": (trainer.state.max_steps if trainer.state.global_step >= trainer.state.max_steps
+                  else f"{trainer.state.global_step} of {trainer.state.max_steps} (time limit)"),
         "batch size": args.batch_size,
         "learning rate": args.lr,
         "schedule": "linear, 10% warmup",
@@ -292,7 +316,7 @@ def train(args: argparse.Namespace) -> Path:
         train_dataset=data.datasets,
         loss=MultipleNegativesRankingLoss(model, scale=20.0, similarity_fct=cos_sim),
         evaluator=evaluator,
-        callbacks=[ProgressLog()],
+        callbacks=[ProgressLog()] + ([TimeLimit(args.time_limit)] if args.time_limit else []),
     )
     trainer.remove_callback(PrinterCallback)  # ProgressLog prints the same values
     sizes = ", ".join(f"{k}={len(v)}" for k, v in data.datasets.items())
@@ -313,8 +337,9 @@ def train(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or not math.isfinite(args.lr) or args.lr <= 0:
-        print("error: --batch-size must be >= 1 and --lr > 0", file=sys.stderr)
+    if (args.batch_size < 1 or not math.isfinite(args.lr) or args.lr <= 0
+            or (args.time_limit is not None and not args.time_limit > 0)):
+        print("error: --batch-size must be >= 1, --lr > 0 and --time-limit > 0", file=sys.stderr)
         return 2
     try:
         train(args)
