@@ -32,6 +32,7 @@ from poemrag.store import (
     VECTOR_NAME,
     Hit,
     SearchFilter,
+    check_fingerprint,
     collection_summary,
     in_line_order,
     to_hits,
@@ -136,7 +137,12 @@ class EdgeStore:
     def vector_size(self) -> int | None:
         return int(self._meta()["size"]) if self.exists() else None
 
-    def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
+    def model_fingerprint(self) -> str | None:
+        return str(self._meta().get("fingerprint", "")) if self.exists() else None
+
+    def ensure_collection(
+        self, dim: int, model: str = "", recreate: bool = False, fingerprint: str = ""
+    ) -> None:
         if recreate:
             self.drop()
         if self.exists():
@@ -147,6 +153,8 @@ class EdgeStore:
                     f"{meta.get('distance')} vectors but the model makes {dim}-d {DISTANCE} "
                     "vectors; rerun with --recreate to rebuild it with this model"
                 )
+            check_fingerprint(f"the collection at {self.path}", self.model_fingerprint(),
+                              fingerprint)
             return
         if self.path.exists():  # a shard without metadata: a create that died half-way
             shutil.rmtree(self.path)
@@ -164,7 +172,8 @@ class EdgeStore:
         self._shard.update(qe.UpdateOperation.create_field_index(TEXT_FIELD, text))
         self._shard.flush()
         # Written last: its presence marks a complete collection.
-        meta = {"size": dim, "distance": DISTANCE, "vector": VECTOR_NAME, "model": model}
+        meta = {"size": dim, "distance": DISTANCE, "vector": VECTOR_NAME, "model": model,
+                "fingerprint": fingerprint}
         self.meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
 
     def check_free_space(self, points: int, dim: int) -> None:

@@ -9,6 +9,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from poemrag.encoders import Backend, Encoder, load_encoder
+from poemrag.fingerprint import model_fingerprint
 from poemrag.settings import Settings
 
 
@@ -64,6 +65,12 @@ class PoemEmbeddings(BaseModel, Embeddings):
             "batch_size": settings.batch_size,
         }
         return cls(**(params | overrides))
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the weights (see :func:`poemrag.fingerprint.model_fingerprint`),
+        recorded with the collections this model embeds."""
+        return model_fingerprint(self.model)
 
     @property
     def dimension(self) -> int:

@@ -20,7 +20,7 @@ from poemrag.corpus import Corpus, Couplet, load_corpus
 from poemrag.embeddings import PoemEmbeddings
 from poemrag.errors import StoreError
 from poemrag.settings import Settings
-from poemrag.store import PoemStore, open_store
+from poemrag.store import PoemStore, check_fingerprint, open_store
 
 ID_CHECK_BATCH = 2048
 
@@ -81,7 +81,8 @@ def ingest(
     new_collection = store.vector_size() is None
     if new_collection:
         store.check_free_space(len(couplets), embeddings.dimension)
-    store.ensure_collection(embeddings.dimension, model=embeddings.model, recreate=recreate)
+    store.ensure_collection(embeddings.dimension, model=embeddings.model, recreate=recreate,
+                            fingerprint=embeddings.fingerprint)
     todo = pending_couplets(store, couplets)
     summary.already_stored = len(couplets) - len(todo)
     if todo and not new_collection:
@@ -108,14 +109,18 @@ def ingest(
     return summary
 
 
-def check_compatible(store: PoemStore, dim: int, recreate: bool) -> None:
-    """Refuse, before any work, a collection whose vector size differs from the model's."""
-    size = store.vector_size()
-    if size is not None and size != dim and not recreate:
+def check_compatible(store: PoemStore, embeddings: PoemEmbeddings, recreate: bool) -> None:
+    """Refuse, before any work, a collection embedded by another model (vector size or
+    weights fingerprint)."""
+    if recreate:
+        return
+    size, dim = store.vector_size(), embeddings.dimension
+    if size is not None and size != dim:
         raise StoreError(
             f"the collection holds {size}-d vectors but the model makes {dim}-d vectors; "
             "rerun with --recreate to rebuild it with this model"
         )
+    check_fingerprint("the collection", store.model_fingerprint(), embeddings.fingerprint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(settings)  # first: an unreachable server fails before the model loads
     try:
         embeddings = PoemEmbeddings.from_settings(settings)
-        check_compatible(store, embeddings.dimension, args.recreate)
+        check_compatible(store, embeddings, args.recreate)
         if not args.quiet:
             print("reading the corpus…", file=sys.stderr)
         corpus = load_corpus(

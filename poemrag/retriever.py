@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from poemrag.embeddings import PoemEmbeddings
 from poemrag.errors import PoemragError
 from poemrag.settings import Settings
-from poemrag.store import Hit, PoemStore, SearchFilter, open_store
+from poemrag.store import Hit, PoemStore, SearchFilter, check_fingerprint, open_store
 
 MAX_QUERY_CHARS = 512
 """Longer messages are cut: the encoder reads at most 128 tokens anyway."""
@@ -72,17 +72,14 @@ class PoemRetriever(BaseRetriever):
         """Open the configured encoder and store (``POEMRAG_*`` settings)."""
         settings = settings or Settings()
         embeddings = kwargs.pop("embeddings", None) or PoemEmbeddings.from_settings(settings)
-        store: PoemStore = kwargs.pop("store", None) or open_store(settings)
-        size = store.vector_size()
-        if size is None:
-            raise PoemragError(
-                f"collection {settings.collection!r} does not exist: run `python -m poemrag.ingest`"
-            )
-        if size != embeddings.dimension:
-            raise PoemragError(
-                f"the model makes {embeddings.dimension}-d vectors but collection "
-                f"{settings.collection!r} holds {size}-d vectors"
-            )
+        given: PoemStore | None = kwargs.pop("store", None)
+        store = given or open_store(settings)
+        try:
+            check_store(store, embeddings, settings.collection)
+        except PoemragError:
+            if given is None:
+                store.close()  # opened here: release its lock before reporting
+            raise
         return cls(embeddings=embeddings, store=store, **kwargs)
 
     def _filter(self) -> SearchFilter:
@@ -123,6 +120,22 @@ class PoemRetriever(BaseRetriever):
     ) -> list[Document]:
         hits = await run_in_executor(None, self.search, query, k)
         return [hit_to_document(h) for h in hits]
+
+
+def check_store(store: PoemStore, embeddings: PoemEmbeddings, collection: str) -> None:
+    """Refuse a missing collection, or one embedded by another model (size or weights)."""
+    size = store.vector_size()
+    if size is None:
+        raise PoemragError(
+            f"collection {collection!r} does not exist: run `python -m poemrag.ingest`"
+        )
+    if size != embeddings.dimension:
+        raise PoemragError(
+            f"the model makes {embeddings.dimension}-d vectors but collection "
+            f"{collection!r} holds {size}-d vectors"
+        )
+    check_fingerprint(f"collection {collection!r}", store.model_fingerprint(),
+                      embeddings.fingerprint)
 
 
 def _one_per_poem(hits: list[Hit], k: int) -> list[Hit]:

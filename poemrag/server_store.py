@@ -36,12 +36,16 @@ from poemrag.store import (
     VECTOR_NAME,
     Hit,
     SearchFilter,
+    check_fingerprint,
     collection_summary,
     in_line_order,
     to_hits,
 )
 
 T = TypeVar("T")
+MODEL_KEY = "poemrag_model"
+FINGERPRINT_KEY = "poemrag_model_fingerprint"
+"""Collection metadata keys: the model name and its weights' fingerprint."""
 RETRIES = 4
 """Attempts per request (the first try included)."""
 BACKOFF_S = 0.5
@@ -160,7 +164,15 @@ class ServerStore:
         params = self._vector_params()
         return None if params is None else int(params.size)
 
-    def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
+    def model_fingerprint(self) -> str | None:
+        if not self._call(self.client.collection_exists, self.collection):
+            return None
+        info = self._call(self.client.get_collection, self.collection)
+        return str((info.config.metadata or {}).get(FINGERPRINT_KEY, ""))
+
+    def ensure_collection(
+        self, dim: int, model: str = "", recreate: bool = False, fingerprint: str = ""
+    ) -> None:
         if recreate and self._call(self.client.collection_exists, self.collection):
             self._call(self.client.delete_collection, self.collection)
         params = self._vector_params()
@@ -171,6 +183,8 @@ class ServerStore:
                     f"{params.distance.value} vectors but the model makes {dim}-d Cosine vectors; "
                     "rerun with --recreate to rebuild it with this model"
                 )
+            check_fingerprint(f"collection {self.collection!r} on {self.where}",
+                              self.model_fingerprint(), fingerprint)
             self._create_indexes()  # those a create that died half-way did not make
             return
         quant = m.ScalarQuantization(
@@ -189,7 +203,8 @@ class ServerStore:
                     full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
                 ),
                 quantization_config=quant,
-                metadata={"poemrag_model": model} if model else None,
+                metadata=({MODEL_KEY: model} if model else {})
+                | ({FINGERPRINT_KEY: fingerprint} if fingerprint else {}) or None,
             )
         except StoreError:
             # A retried create whose first attempt did reach the server answers 409: fine if

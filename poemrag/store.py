@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from poemrag.errors import StoreError
 from poemrag.settings import Settings
 
 VECTOR_NAME = "dense"
@@ -105,14 +106,33 @@ def in_line_order(hits: list[Hit]) -> list[Hit]:
     return sorted(hits, key=lambda h: h.metadata.get("line", 0))
 
 
+def check_fingerprint(where: str, recorded: str | None, expected: str) -> None:
+    """Refuse a collection embedded by other weights than the ``expected`` fingerprint's."""
+    if not expected or recorded is None or recorded == expected:
+        return
+    was = (f"a model with fingerprint {recorded}" if recorded
+           else "a model it has no fingerprint of (an older poemrag)")
+    raise StoreError(
+        f"{where} was embedded with {was}, not the current model (fingerprint {expected}): its "
+        "vectors would not match; rerun `python -m poemrag.ingest --recreate` to re-embed it"
+    )
+
+
 class PoemStore(Protocol):
     """What ingest, retriever and search need from a vector store."""
 
     def vector_size(self) -> int | None:
         """Vector size of the existing collection, or None if it does not exist."""
 
-    def ensure_collection(self, dim: int, model: str = "", recreate: bool = False) -> None:
-        """Create the collection (or check the existing one) for vectors of size ``dim``."""
+    def ensure_collection(
+        self, dim: int, model: str = "", recreate: bool = False, fingerprint: str = ""
+    ) -> None:
+        """Create the collection (or check the existing one) for vectors of size ``dim`` made
+        by ``model``; an existing collection with another ``fingerprint`` is refused."""
+
+    def model_fingerprint(self) -> str | None:
+        """Fingerprint of the model the collection was embedded with: None without a
+        collection, "" for one made before poemrag recorded fingerprints."""
 
     def check_free_space(self, points: int, dim: int) -> None:
         """Raise StoreError when writing ``points`` more vectors would not fit (no-op remotely)."""

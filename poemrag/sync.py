@@ -67,7 +67,8 @@ def sync(
     """Copy every point of ``edge`` that ``server`` does not hold yet."""
     started = time.perf_counter()
     size = check_target(edge, server, recreate)
-    server.ensure_collection(size, model=edge.model, recreate=recreate)
+    server.ensure_collection(size, model=edge.model, recreate=recreate,
+                             fingerprint=edge.model_fingerprint() or "")
     summary = SyncSummary(source_points=edge.count())
     with tqdm(
         total=summary.source_points, unit="point", desc="syncing", disable=not progress

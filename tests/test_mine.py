@@ -63,10 +63,15 @@ def test_store_pool_refuses_a_collection_of_another_model(tmp_path) -> None:
 
     from poemrag.edge_store import EdgeStore
     from poemrag.errors import PoemragError
+    from poemrag.fingerprint import model_fingerprint
     from training.mine import store_pool
 
+    for name in ("model-a", "model-b"):  # same layout, other weights
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.onnx").write_bytes(name.encode())
     with EdgeStore(tmp_path / "poems") as store:
-        store.ensure_collection(4, model=str(tmp_path / "model-a"))
+        store.ensure_collection(4, model=str(tmp_path / "model-a"),
+                                fingerprint=model_fingerprint(str(tmp_path / "model-a")))
         store.upsert([1], np.ones((1, 4), dtype=np.float32),
                      [{"page_content": "江雪", "metadata": {"poem_id": "p1"}}])
         store.finish()

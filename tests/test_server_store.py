@@ -370,7 +370,7 @@ def test_other_vector_size_is_refused_and_nothing_written(
 ) -> None:
     server_store.ensure_collection(7)
     with pytest.raises(StoreError, match=r"holds 7-d .*--recreate"):
-        ingest.check_compatible(server_store, onnx_embeddings.dimension, recreate=False)
+        ingest.check_compatible(server_store, onnx_embeddings, recreate=False)
     dim = onnx_embeddings.dimension
     with pytest.raises(
         StoreError, match=rf"7-d Cosine vectors but the model makes {dim}-d.*--recreate"

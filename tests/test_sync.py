@@ -60,7 +60,8 @@ def test_synced_collection_searches_like_edge(
 def test_sync_resumes_and_skips_points_already_there(
     ingested_store: EdgeStore, server_store: ServerStore
 ) -> None:
-    server_store.ensure_collection(ingested_store.vector_size() or 0)
+    server_store.ensure_collection(ingested_store.vector_size() or 0,
+                                   fingerprint=ingested_store.model_fingerprint() or "")
     first = list(ingested_store.scroll_points())[:10]
     server_store.upsert(
         [i for i, _, _ in first], [v for _, v, _ in first], [p for _, _, p in first]
@@ -82,6 +83,18 @@ def test_sync_refuses_another_vector_size_and_writes_nothing(
     assert server_store.count() == 0 and server_store.vector_size() == 7
     summary = sync.sync(ingested_store, server_store, recreate=True, progress=False)
     assert summary.copied == 43 and server_store.vector_size() == ingested_store.vector_size()
+
+
+def test_sync_refuses_a_collection_of_other_weights_and_writes_nothing(
+    ingested_store: EdgeStore, server_store: ServerStore
+) -> None:
+    server_store.ensure_collection(ingested_store.vector_size() or 0, fingerprint="0" * 16)
+    with pytest.raises(StoreError, match=r"fingerprint 0{16}.*--recreate"):
+        sync.sync(ingested_store, server_store, progress=False)
+    assert server_store.count() == 0
+    summary = sync.sync(ingested_store, server_store, recreate=True, progress=False)
+    assert summary.copied == 43
+    assert server_store.model_fingerprint() == ingested_store.model_fingerprint()
 
 
 def test_sync_refuses_another_distance(
@@ -113,7 +126,8 @@ def data_env(
     settings = Settings()
     points = list(ingested_store.scroll_points())
     with EdgeStore(settings.store_path) as edge:
-        edge.ensure_collection(ingested_store.vector_size() or 0, model="tiny")
+        edge.ensure_collection(ingested_store.vector_size() or 0, model="tiny",
+                                fingerprint="f" * 16)
         edge.upsert(
             [i for i, _, _ in points], np.array([v for _, v, _ in points]), [p for *_, p in points]
         )
@@ -138,7 +152,8 @@ def test_cli_syncs_then_resumes_with_a_one_line_summary(data_env, local_server, 
     assert "syncing" in captured.err  # the progress bar
     assert SECRET not in captured.out + captured.err
     assert local_server.count("tang_poems").count == 43
-    assert local_server.get_collection("tang_poems").config.metadata == {"poemrag_model": "tiny"}
+    metadata = local_server.get_collection("tang_poems").config.metadata
+    assert metadata == {"poemrag_model": "tiny", "poemrag_model_fingerprint": "f" * 16}
     assert run_cli(sync.main, ["--quiet"]) == 0
     captured = capsys.readouterr()
     assert "0 copied, 43 already there" in captured.out and captured.err == ""

@@ -136,14 +136,16 @@ def store_pool(path: Path, model: str) -> tuple[list[tuple[str, str]], np.ndarra
     """(text, poem id) pairs and vectors of every point of an ingested Edge collection,
     refused unless it was embedded with ``model``."""
     from poemrag.edge_store import EdgeStore
+    from poemrag.fingerprint import model_fingerprint
 
     with EdgeStore(path) as store:
         if not store.exists():
             raise PoemragError(f"no collection at {path}")
-        if Path(store.model).resolve() != Path(model).resolve():
+        if store.model_fingerprint() != model_fingerprint(model):
             raise PoemragError(
-                f"the collection at {path} was embedded with {store.model!r}, not {model!r}: "
-                "mine with that model or without --store"
+                f"the collection at {path} was embedded with other weights than {model!r} "
+                f"(recorded: {store.model!r}, fingerprint {store.model_fingerprint() or 'none'}):"
+                " mine with that model or without --store"
             )
         # One preallocated matrix: a list of 256k row arrays plus their stacked copy would
         # hold the 1.8 GB of vectors twice.
