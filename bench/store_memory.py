@@ -5,7 +5,7 @@
 Writes ``--points`` random unit vectors (with couplet-sized payloads) through
 :class:`poemrag.edge_store.EdgeStore` into a temporary directory, then runs ``finish()``
 (segment optimisation + HNSW build), sampling this process's ``RssAnon`` and ``RssFile``
-(``/proc/self/status``) every 0.2 s, and the kernel's peak total RSS (``VmHWM``, the max RSS
+every 0.2 s from a :mod:`bench.rss_watch` child process, and the kernel's peak total RSS (``VmHWM``, the max RSS
 ``/usr/bin/time`` reports) after each phase. No encoder is involved. Prints one JSON object.
 """
 
@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 
+from bench.rss_watch import FIELDS
 from poemrag.batching import batched
 from poemrag.cli import run_cli
 from poemrag.edge_store import EdgeStore
 
-FIELDS = ("RssAnon", "RssFile")
 HWM = "VmHWM"
 """The kernel's own peak of total RSS: it catches spikes between samples."""
 
@@ -42,28 +43,28 @@ def rss_mb() -> dict[str, int]:
 
 
 class PeakSampler:
-    """Peaks of ``rss_mb()`` over a block, sampled by a background thread."""
+    """Peaks of this process's ``RssAnon``/``RssFile`` over a block, sampled by a
+    :mod:`bench.rss_watch` child process (a thread here would be starved by the GIL)."""
 
     def __init__(self, every_s: float = 0.2) -> None:
         self.every_s = every_s
         self.peak = dict.fromkeys(FIELDS, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for key, value in rss_mb().items():
-                if key in FIELDS:
-                    self.peak[key] = max(self.peak[key], value)
-            self._stop.wait(self.every_s)
+        self._watch: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._watch = subprocess.Popen(
+            [sys.executable, "-m", "bench.rss_watch", str(os.getpid()),
+             "--every", str(self.every_s)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        if self._watch is None:
+            return
+        out, _ = self._watch.communicate("stop\n", timeout=30)
+        peaks = json.loads(out)
+        self.peak = {key: int(peaks[f"peak_{key}_mb"]) for key in FIELDS}
 
 
 def payload(i: int) -> dict:

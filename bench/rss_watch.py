@@ -1,0 +1,62 @@
+"""Peak resident memory of another process, split into anonymous and file-backed pages.
+
+    python -m bench.rss_watch PID [--every 0.2]
+
+Samples ``/proc/PID/status`` (``RssAnon``, ``RssFile``) until PID exits or a line arrives on
+stdin, then prints one JSON object of peaks in MiB. A separate process, because the engine's
+native calls (segment optimisation, HNSW build) hold the GIL: a sampling thread inside the
+measured process does not run while they do, and misses their peaks. File-backed pages are
+memory-mapped store files: the kernel can drop them under memory pressure, anonymous pages it
+cannot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import sys
+from pathlib import Path
+
+FIELDS = ("RssAnon", "RssFile")
+
+
+def read_status(pid: int) -> dict[str, int] | None:
+    """``FIELDS`` of ``/proc/PID/status`` in MiB, or None once the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in FIELDS:
+            out[key] = int(value.split()[0]) // 1024
+    return out
+
+
+def watch(pid: int, every_s: float) -> dict[str, int]:
+    """Peaks until ``pid`` exits or stdin has a line (or closes)."""
+    peak = dict.fromkeys(FIELDS, 0)
+    peak_sum = 0
+    while (sample := read_status(pid)) is not None:
+        for key, value in sample.items():
+            peak[key] = max(peak[key], value)
+        peak_sum = max(peak_sum, sum(sample.values()))
+        if select.select([sys.stdin], [], [], every_s)[0]:
+            break
+    return {**{f"peak_{k}_mb": v for k, v in peak.items()}, "peak_sampled_total_mb": peak_sum}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.rss_watch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pid", type=int)
+    parser.add_argument("--every", type=float, default=0.2, help="seconds between samples")
+    args = parser.parse_args(argv)
+    print(json.dumps(watch(args.pid, args.every)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
