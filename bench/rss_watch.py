@@ -2,8 +2,8 @@
 
     python -m bench.rss_watch PID [--every 0.2]
 
-Samples ``/proc/PID/status`` (``RssAnon``, ``RssFile``) until PID exits or a line arrives on
-stdin, then prints one JSON object of peaks in MiB. A separate process, because the engine's
+Samples ``/proc/PID/status`` (``RssAnon``, ``RssFile``) until PID exits or, when stdin is a
+pipe, a line arrives on it (or it closes), then prints one JSON object of peaks in MiB. A separate process, because the engine's
 native calls (segment optimisation, HNSW build) hold the GIL: a sampling thread inside the
 measured process does not run while they do, and misses their peaks. File-backed pages are
 memory-mapped store files: the kernel can drop them under memory pressure, anonymous pages it
@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
+import stat
 import sys
+import time
 from pathlib import Path
 
 FIELDS = ("RssAnon", "RssFile")
@@ -36,15 +39,18 @@ def read_status(pid: int) -> dict[str, int] | None:
 
 
 def watch(pid: int, every_s: float) -> dict[str, int]:
-    """Peaks until ``pid`` exits or stdin has a line (or closes)."""
+    """Peaks until ``pid`` exits or a piped stdin has a line (or closes)."""
+    piped = stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
     peak = dict.fromkeys(FIELDS, 0)
     peak_sum = 0
     while (sample := read_status(pid)) is not None:
         for key, value in sample.items():
             peak[key] = max(peak[key], value)
         peak_sum = max(peak_sum, sum(sample.values()))
-        if select.select([sys.stdin], [], [], every_s)[0]:
+        if piped and select.select([sys.stdin], [], [], every_s)[0]:
             break
+        if not piped:
+            time.sleep(every_s)
     return {**{f"peak_{k}_mb": v for k, v in peak.items()}, "peak_sampled_total_mb": peak_sum}
 
 
