@@ -25,7 +25,8 @@ FIELDS = ("RssAnon", "RssFile")
 
 
 def read_status(pid: int) -> dict[str, int] | None:
-    """``FIELDS`` of ``/proc/PID/status`` in MiB, or None once the process is gone."""
+    """``FIELDS`` of ``/proc/PID/status`` in MiB, or None once the process has exited
+    (gone, or a zombie its parent has not reaped yet)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -33,6 +34,8 @@ def read_status(pid: int) -> dict[str, int] | None:
     out = {}
     for line in text.splitlines():
         key, _, value = line.partition(":")
+        if key == "State" and value.split()[0] in ("Z", "X"):
+            return None
         if key in FIELDS:
             out[key] = int(value.split()[0]) // 1024
     return out
