@@ -71,3 +71,14 @@ def pinned_corpus() -> Path:
         return fetch_tarball(Settings().corpus_dir, CorpusManifest.load())
     except CorpusError as exc:
         pytest.skip(f"real corpus unavailable: {exc}")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx_dir: Path):
+    """Settings of a CLI run in ``tmp_path``: its own data dir, the tiny ONNX encoder."""
+    from poemrag.settings import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("POEMRAG_MODEL", str(tiny_onnx_dir))
+    return Settings()

@@ -73,14 +73,6 @@ def test_edge_store_records_and_checks_the_fingerprint(tmp_path: Path) -> None:
         assert store.model_fingerprint() == "b" * 16
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx_dir: Path) -> Settings:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("POEMRAG_MODEL", str(tiny_onnx_dir))
-    return Settings()
-
-
 def test_ingest_with_changed_weights_is_refused_until_recreate(
     env: Settings, other_weights: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

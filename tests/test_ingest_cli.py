@@ -15,14 +15,6 @@ from poemrag.settings import Settings
 FIXTURE = Path(__file__).parent / "fixtures" / "corpus"
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx_dir: Path) -> Settings:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("POEMRAG_MODEL", str(tiny_onnx_dir))
-    return Settings()
-
-
 def run(main, *args: str) -> int:
     return run_cli(main, list(args))
 
