@@ -106,6 +106,7 @@ class _TimedEmbeddings:
         self.seconds = 0.0
         self.dimension = inner.dimension
         self.model = inner.model
+        self.fingerprint = inner.fingerprint
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         t0 = time.perf_counter()
