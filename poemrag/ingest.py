@@ -18,9 +18,8 @@ from poemrag.batching import batched
 from poemrag.cli import run_cli
 from poemrag.corpus import Corpus, Couplet, load_corpus
 from poemrag.embeddings import PoemEmbeddings
-from poemrag.errors import StoreError
 from poemrag.settings import Settings
-from poemrag.store import PoemStore, check_fingerprint, open_store
+from poemrag.store import PoemStore, check_same_model, open_store
 
 ID_CHECK_BATCH = 2048
 
@@ -112,15 +111,8 @@ def ingest(
 def check_compatible(store: PoemStore, embeddings: PoemEmbeddings, recreate: bool) -> None:
     """Refuse, before any work, a collection embedded by another model (vector size or
     weights fingerprint)."""
-    if recreate:
-        return
-    size, dim = store.vector_size(), embeddings.dimension
-    if size is not None and size != dim:
-        raise StoreError(
-            f"the collection holds {size}-d vectors but the model makes {dim}-d vectors; "
-            "rerun with --recreate to rebuild it with this model"
-        )
-    check_fingerprint("the collection", store.model_fingerprint(), embeddings.fingerprint)
+    if not recreate:
+        check_same_model(store, embeddings.dimension, embeddings.fingerprint, "the collection")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from poemrag.embeddings import PoemEmbeddings
 from poemrag.errors import PoemragError
 from poemrag.settings import Settings
-from poemrag.store import Hit, PoemStore, SearchFilter, check_fingerprint, open_store
+from poemrag.store import Hit, PoemStore, SearchFilter, check_same_model, open_store
 
 MAX_QUERY_CHARS = 512
 """Longer messages are cut: the encoder reads at most 128 tokens anyway."""
@@ -124,18 +124,12 @@ class PoemRetriever(BaseRetriever):
 
 def check_store(store: PoemStore, embeddings: PoemEmbeddings, collection: str) -> None:
     """Refuse a missing collection, or one embedded by another model (size or weights)."""
-    size = store.vector_size()
-    if size is None:
+    if store.vector_size() is None:
         raise PoemragError(
             f"collection {collection!r} does not exist: run `python -m poemrag.ingest`"
         )
-    if size != embeddings.dimension:
-        raise PoemragError(
-            f"the model makes {embeddings.dimension}-d vectors but collection "
-            f"{collection!r} holds {size}-d vectors"
-        )
-    check_fingerprint(f"collection {collection!r}", store.model_fingerprint(),
-                      embeddings.fingerprint)
+    check_same_model(store, embeddings.dimension, embeddings.fingerprint,
+                     f"collection {collection!r}")
 
 
 def _one_per_poem(hits: list[Hit], k: int) -> list[Hit]:

@@ -118,6 +118,18 @@ def check_fingerprint(where: str, recorded: str | None, expected: str) -> None:
     )
 
 
+def check_same_model(store: PoemStore, dim: int, fingerprint: str, where: str) -> None:
+    """Refuse an existing collection embedded by another model: other vector size or other
+    weights (fingerprint). A missing collection passes."""
+    size = store.vector_size()
+    if size is not None and size != dim:
+        raise StoreError(
+            f"{where} holds {size}-d vectors but the model makes {dim}-d vectors; "
+            "rerun `python -m poemrag.ingest --recreate` to rebuild it with this model"
+        )
+    check_fingerprint(where, store.model_fingerprint(), fingerprint)
+
+
 class PoemStore(Protocol):
     """What ingest, retriever and search need from a vector store."""
 
