@@ -148,10 +148,16 @@ class ServerStore:
 
     # -- collection ---------------------------------------------------------------------------
 
-    def _vector_params(self) -> m.VectorParams | None:
+    def _info(self) -> m.CollectionInfo | None:
+        """The collection's info, or None when it does not exist."""
         if not self._call(self.client.collection_exists, self.collection):
             return None
-        info = self._call(self.client.get_collection, self.collection)
+        return self._call(self.client.get_collection, self.collection)
+
+    def _vector_params(self, info: m.CollectionInfo | None = None) -> m.VectorParams | None:
+        info = info or self._info()
+        if info is None:
+            return None
         vectors = info.config.params.vectors
         if not isinstance(vectors, dict) or VECTOR_NAME not in vectors:
             raise StoreError(
@@ -164,18 +170,17 @@ class ServerStore:
         params = self._vector_params()
         return None if params is None else int(params.size)
 
-    def model_fingerprint(self) -> str | None:
-        if not self._call(self.client.collection_exists, self.collection):
-            return None
-        info = self._call(self.client.get_collection, self.collection)
-        return str((info.config.metadata or {}).get(FINGERPRINT_KEY, ""))
+    def model_fingerprint(self, info: m.CollectionInfo | None = None) -> str | None:
+        info = info or self._info()
+        return None if info is None else str((info.config.metadata or {}).get(FINGERPRINT_KEY, ""))
 
     def ensure_collection(
         self, dim: int, model: str = "", recreate: bool = False, fingerprint: str = ""
     ) -> None:
         if recreate and self._call(self.client.collection_exists, self.collection):
             self._call(self.client.delete_collection, self.collection)
-        params = self._vector_params()
+        info = self._info()
+        params = self._vector_params(info)
         if params is not None:
             if params.size != dim or params.distance != m.Distance.COSINE:
                 raise StoreError(
@@ -184,7 +189,7 @@ class ServerStore:
                     "rerun with --recreate to rebuild it with this model"
                 )
             check_fingerprint(f"collection {self.collection!r} on {self.where}",
-                              self.model_fingerprint(), fingerprint)
+                              self.model_fingerprint(info), fingerprint)
             self._create_indexes()  # those a create that died half-way did not make
             return
         quant = m.ScalarQuantization(
