@@ -3,11 +3,11 @@
     python -m bench.rss_watch PID [--every 0.2]
 
 Samples ``/proc/PID/status`` (``RssAnon``, ``RssFile``) until PID exits or, when stdin is a
-pipe, a line arrives on it (or it closes), then prints one JSON object of peaks in MiB. A separate process, because the engine's
-native calls (segment optimisation, HNSW build) hold the GIL: a sampling thread inside the
-measured process does not run while they do, and misses their peaks. File-backed pages are
-memory-mapped store files: the kernel can drop them under memory pressure, anonymous pages it
-cannot.
+pipe, a line arrives on it (or it closes), then prints one JSON object of peaks in MiB.
+A separate process, because the engine's native calls (segment optimisation, HNSW build)
+hold the GIL: a sampling thread inside the measured process does not run while they do, and
+misses their peaks. File-backed pages are memory-mapped store files: the kernel can drop
+them under memory pressure, anonymous pages it cannot.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pathlib import Path
 FIELDS = ("RssAnon", "RssFile")
 
 
-def read_status(pid: int) -> dict[str, int] | None:
-    """``FIELDS`` of ``/proc/PID/status`` in MiB, or None once the process has exited
-    (gone, or a zombie its parent has not reaped yet)."""
+def read_status(pid: int | str, fields: tuple[str, ...] = FIELDS) -> dict[str, int] | None:
+    """``fields`` of ``/proc/PID/status`` (PID may be ``"self"``) in MiB, or None once the
+    process has exited (gone, or a zombie its parent has not reaped yet)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -36,7 +36,7 @@ def read_status(pid: int) -> dict[str, int] | None:
         key, _, value = line.partition(":")
         if key == "State" and value.split()[0] in ("Z", "X"):
             return None
-        if key in FIELDS:
+        if key in fields:
             out[key] = int(value.split()[0]) // 1024
     return out
 

@@ -5,8 +5,9 @@
 Writes ``--points`` random unit vectors (with couplet-sized payloads) through
 :class:`poemrag.edge_store.EdgeStore` into a temporary directory, then runs ``finish()``
 (segment optimisation + HNSW build), sampling this process's ``RssAnon`` and ``RssFile``
-every 0.2 s from a :mod:`bench.rss_watch` child process, and the kernel's peak total RSS (``VmHWM``, the max RSS
-``/usr/bin/time`` reports) after each phase. No encoder is involved. Prints one JSON object.
+every 0.2 s from a :mod:`bench.rss_watch` child process, and the kernel's peak total RSS
+(``VmHWM``, the max RSS ``/usr/bin/time`` reports) after each phase. No encoder is involved.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Self
 
 import numpy as np
 
-from bench.rss_watch import FIELDS
+from bench.rss_watch import FIELDS, read_status
 from poemrag.batching import batched
 from poemrag.cli import run_cli
 from poemrag.edge_store import EdgeStore
@@ -33,13 +34,8 @@ HWM = "VmHWM"
 
 
 def rss_mb() -> dict[str, int]:
-    """This process's resident anonymous and file-backed memory, MiB (Linux)."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in (*FIELDS, HWM):
-            out[key] = int(value.split()[0]) // 1024
-    return out
+    """This process's resident anonymous and file-backed memory and its peak, MiB (Linux)."""
+    return read_status("self", (*FIELDS, HWM)) or {}
 
 
 class PeakSampler:
