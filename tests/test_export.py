@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from model_fixtures import tiny_fp32, tiny_int8, tiny_st
 
-from training.export import INFO_FILE, load_fastembed, main, read_export_prompts
+from poemrag.encoders import OnnxEncoder
+from training.export import INFO_FILE, main, read_export_prompts
 
 __all__ = ["tiny_fp32", "tiny_int8", "tiny_st"]  # fixtures, imported for pytest
 
@@ -28,9 +29,8 @@ def _st_vectors(st_dir: Path) -> np.ndarray:
 
 def _fastembed_vectors(onnx_dir: Path) -> np.ndarray:
     prompts = read_export_prompts(onnx_dir)
-    model = load_fastembed(onnx_dir)
     texts = [prompts[p] + t for p in ("query", "document") for t in TEXTS]
-    return np.stack(list(model.embed(texts, batch_size=4)))
+    return OnnxEncoder(onnx_dir).encode(texts, batch_size=4)
 
 
 def test_fp32_export_matches_sentence_transformers(tiny_st: Path, tiny_fp32: Path) -> None:
@@ -121,8 +121,7 @@ CANONICAL_COSINE = -0.00423
 def test_packaged_model_canonical_vectors() -> None:
     if not (PACKAGED / "model.onnx").is_file():
         pytest.skip("packaged model not present")
-    model = load_fastembed(PACKAGED)
-    vectors = np.stack(list(model.embed(list(CANONICAL))))
+    vectors = OnnxEncoder(PACKAGED).encode(list(CANONICAL), batch_size=2)
     assert vectors.shape == (2, 1792)
     for vec, expected in zip(vectors, CANONICAL.values(), strict=True):
         np.testing.assert_allclose(vec[:8], expected, atol=1e-4)

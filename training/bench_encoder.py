@@ -1,4 +1,5 @@
-"""Encode throughput of an exported ONNX encoder through fastembed, on corpus couplets.
+"""Encode throughput of an exported ONNX encoder on corpus couplets, through the encoder the
+product uses (:class:`poemrag.encoders.OnnxEncoder`: fastembed, batches in length order).
 
 ``python -m training.bench_encoder ONNX_DIR [--corpus PATH] [--n 2048] [--batch 64]``
 """
@@ -12,20 +13,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from poemrag.encoders import OnnxEncoder
 from poemrag.errors import PoemragError
-from training.export import load_fastembed, read_export_prompts
 
 
 def couplets_per_second(onnx_dir: Path, texts: Sequence[str], batch_size: int = 64,
                         threads: int | None = None) -> tuple[float, float]:
     """Documents (with the document prompt) encoded per wall-clock second and per CPU
     second of this process, after one warm-up batch."""
-    model = load_fastembed(onnx_dir, threads=threads)
-    prefix = read_export_prompts(onnx_dir).get("document", "")
-    docs = [prefix + t for t in texts]
-    list(model.embed(docs[:batch_size], batch_size=batch_size))
+    model = OnnxEncoder(Path(onnx_dir), threads=threads)
+    docs = [model.document_prompt + t for t in texts]
+    model.encode(docs[:batch_size], batch_size)
     start, cpu = time.perf_counter(), time.process_time()
-    n = sum(1 for _ in model.embed(docs, batch_size=batch_size))
+    n = len(model.encode(docs, batch_size))
     return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
 
 

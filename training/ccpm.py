@@ -110,17 +110,15 @@ def st_encoders(model_dir: Path, batch_size: int = 64) -> tuple[Encoder, Encoder
 
 
 def onnx_encoders(model_dir: Path, batch_size: int = 64) -> tuple[Encoder, Encoder]:
-    """(query, document) encoders of an exported ONNX dir through fastembed."""
-    from training.export import load_fastembed, read_export_prompts
+    """(query, document) encoders of an exported ONNX dir, as the product runs it."""
+    from poemrag.encoders import OnnxEncoder
 
-    model = load_fastembed(model_dir)
-    prompts = read_export_prompts(model_dir)
+    model = OnnxEncoder(Path(model_dir))
 
     def encode(prefix: str) -> Encoder:
-        return lambda texts: np.stack(list(model.embed([prefix + t for t in texts],
-                                                       batch_size=batch_size)))
+        return lambda texts: model.encode([prefix + t for t in texts], batch_size)
 
-    return encode(prompts["query"]), encode(prompts["document"])
+    return encode(model.query_prompt), encode(model.document_prompt)
 
 
 def ccpm_dir_or_error(path: Path | None) -> Path:

@@ -13,7 +13,6 @@ configs, the model card and ``poemrag_model.json``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -224,33 +223,17 @@ def read_export_prompts(onnx_dir: Path) -> dict[str, str]:
     return dict(info.get("prompts") or {})
 
 
-def load_fastembed(onnx_dir: Path, threads: int | None = None) -> Any:
-    """A fastembed ``TextEmbedding`` for an exported dir, offline (no hub access)."""
-    from fastembed import TextEmbedding
-    from fastembed.common.model_description import ModelSource, PoolingType
-
-    onnx_dir = Path(onnx_dir).resolve()
-    info = json.loads((onnx_dir / INFO_FILE).read_text(encoding="utf-8"))
-    name = f"poemrag/poemrag-zh-{info['dim']}-{hashlib.sha1(bytes(onnx_dir)).hexdigest()[:10]}"
-    if not any(m["model"] == name for m in TextEmbedding.list_supported_models()):
-        TextEmbedding.add_custom_model(model=name, pooling=PoolingType.MEAN, normalization=True,
-                                       sources=ModelSource(hf="poemrag/poemrag-zh-1792"),
-                                       dim=int(info["dim"]), model_file=ONNX_FILE)
-    return TextEmbedding(model_name=name, specific_model_path=str(onnx_dir), threads=threads,
-                         local_files_only=True)
-
-
 def compare_with_st(model_dir: Path, onnx_dir: Path,
                     texts: Sequence[str] = CHECK_TEXTS) -> dict[str, float]:
     """Max abs difference and min cosine of fastembed vs sentence-transformers embeddings
     (queries and documents, with their prompts)."""
+    from poemrag.encoders import OnnxEncoder
+
     st = _load_st(model_dir)
-    fe = load_fastembed(onnx_dir)
-    prompts = read_export_prompts(onnx_dir)
+    fe = OnnxEncoder(Path(onnx_dir))
     ref = np.concatenate([st.encode(list(texts), prompt_name=p, normalize_embeddings=True)
                           for p in ("query", "document")])
-    got = np.stack(list(fe.embed([prompts[p] + t for p in ("query", "document")
-                                  for t in texts])))
+    got = fe.encode([p + t for p in (fe.query_prompt, fe.document_prompt) for t in texts], 64)
     return {"max_abs_diff": float(np.abs(ref - got).max()),
             "min_cosine": float(np.min(np.sum(ref * got, axis=1)))}
 

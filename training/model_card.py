@@ -24,6 +24,8 @@ class CardInfo:
     log_history: Sequence[Mapping[str, Any]] = field(default_factory=list)
     final_metrics: Mapping[str, float] = field(default_factory=dict)
     uses_ccpm: bool = False
+    method: str = "MultipleNegativesRankingLoss"
+    """How the weights were trained, as the card's first paragraph names it."""
 
 
 def _fmt(value: Any) -> str:
@@ -72,7 +74,7 @@ def render_model_card(info: CardInfo) -> str:
         "",
         (
             "Retrieves a fitting Tang-poetry couplet for a modern Chinese chat message. "
-            f"Fine-tuned from `{info.base}` with MultipleNegativesRankingLoss."
+            f"Fine-tuned from `{info.base}` with {info.method}."
         ),
         "",
         "Prompts: " + ", ".join(f"{k} = `{v!r}`" for k, v in info.prompts.items()) + ".",

@@ -254,6 +254,24 @@ def training_arguments(
     )
 
 
+def card_info_hyper(
+    args: argparse.Namespace, trainer: SentenceTransformerTrainer, model: SentenceTransformer
+) -> dict[str, Any]:
+    """The run settings every card reports (steps say where a time limit stopped the run)."""
+    targs, state = trainer.args, trainer.state
+    return {
+        "epochs": args.epochs,
+        "steps": (state.max_steps if state.global_step >= state.max_steps
+                  else f"{state.global_step} of {state.max_steps} (time limit)"),
+        "batch size": args.batch_size,
+        "learning rate": args.lr,
+        "schedule": "linear, 10% warmup",
+        "max seq length": model.max_seq_length,
+        "seed": args.seed,
+        "precision": "bf16" if targs.bf16 else "fp16" if targs.fp16 else "fp32",
+    }
+
+
 def card_info(
     args: argparse.Namespace, data: TrainingData, model: SentenceTransformer,
     trainer: SentenceTransformerTrainer, final_metrics: dict[str, float], uses_ccpm: bool,
@@ -262,21 +280,11 @@ def card_info(
     rows = {name: len(ds) for name, ds in data.datasets.items()}
     if data.chat_dev:
         rows["chat dev (held out, evaluation only)"] = len(data.chat_dev)
-    targs = trainer.args
-    precision = "bf16" if targs.bf16 else "fp16" if targs.fp16 else "fp32"
     query, document = model_prompts(model)
     hyper = {
         "loss": "MultipleNegativesRankingLoss(scale=20, cosine)",
         "batch sampler": "NO_DUPLICATES (multi-dataset: proportional)",
-        "epochs": args.epochs,
-        "steps": (trainer.state.max_steps if trainer.state.global_step >= trainer.state.max_steps
-                  else f"{trainer.state.global_step} of {trainer.state.max_steps} (time limit)"),
-        "batch size": args.batch_size,
-        "learning rate": args.lr,
-        "schedule": "linear, 10% warmup",
-        "max seq length": model.max_seq_length,
-        "seed": args.seed,
-        "precision": precision,
+        **card_info_hyper(args, trainer, model),
         "data files": ", ".join(str(p) for p in data.files) or "-",
     }
     return CardInfo(args.base, rows, hyper, {"query": query, "document": document},
@@ -335,11 +343,18 @@ def train(args: argparse.Namespace) -> Path:
     return args.output_dir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_args_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the batch size, learning rate or time limit, if anything."""
     if (args.batch_size < 1 or not math.isfinite(args.lr) or args.lr <= 0
             or (args.time_limit is not None and not args.time_limit > 0)):
-        print("error: --batch-size must be >= 1, --lr > 0 and --time-limit > 0", file=sys.stderr)
+        return "--batch-size must be >= 1, --lr > 0 and --time-limit > 0"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if problem := run_args_error(args):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         train(args)
