@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import random
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -216,18 +215,9 @@ def distill(args: argparse.Namespace) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.train import run_args_error
+    from training.train import run_job
 
-    args = build_parser().parse_args(argv)
-    if problem := run_args_error(args):
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    try:
-        distill(args)
-    except PoemragError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_job(build_parser(), distill, argv)
 
 
 if __name__ == "__main__":

@@ -351,17 +351,23 @@ def run_args_error(args: argparse.Namespace) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_job(parser: argparse.ArgumentParser, job: Any, argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, check the run settings and call ``job(args)``; problems are one-line
+    errors with exit code 2."""
+    args = parser.parse_args(argv)
     if problem := run_args_error(args):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        train(args)
+        job(args)
     except PoemragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_job(build_parser(), train, argv)
 
 
 if __name__ == "__main__":
