@@ -3,11 +3,14 @@
 ``python -m training.export MODEL_DIR --out DIR [--int8]``
 
 The model must be ``Transformer -> Pooling(mean) -> [Dense(identity)] -> Normalize``.
-Mean pooling and an identity-activation Dense are both linear, so the Dense is folded into
-the token outputs: the graph returns ``last_hidden_state = W h + b`` per token
-(``[batch, seq, dim]``), and fastembed's mean-pool-then-normalise gives exactly what
-sentence-transformers gives. The output directory holds ``model.onnx``, the tokenizer and
-configs, the model card and ``poemrag_model.json``.
+fastembed mean-pools the graph's token outputs and normalises, so the graph mean-pools the
+hidden states itself, applies the Dense once per text and returns that vector at every
+unpadded token position (``last_hidden_state``, ``[batch, seq, dim]``, zero at padding): its
+masked mean is the vector itself, and fastembed gives exactly what sentence-transformers
+gives. (Applying the identity-activation Dense to every token before pooling, as the default
+model's export does, is equivalent, with a 384x1792 product per token instead of per text.)
+The output directory holds ``model.onnx``, the tokenizer and configs, the model card and
+``poemrag_model.json``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ CHECK_TEXTS = ("床前明月光，疑是地上霜。", "今天加班到很晚，
 
 
 def _folded_module(st: Any) -> Any:
-    """``torch.nn.Module``: (ids, mask, types) -> Dense(token hidden states)."""
+    """``torch.nn.Module``: (ids, mask, types) -> Dense(mean of the token hidden states),
+    repeated over the sequence."""
     import torch
     from sentence_transformers.sentence_transformer.modules import (
         Dense,
@@ -72,9 +76,11 @@ def _folded_module(st: Any) -> Any:
             self.dense = dense.linear if dense is not None else torch.nn.Identity()
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids)
-            return self.dense(out.last_hidden_state)
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return self.dense(pooled).unsqueeze(1) * mask  # zero at padding, like the mask
 
     return Folded().eval()
 
@@ -186,10 +192,11 @@ def _export_section(info: dict[str, Any]) -> str:
     q, d = info["prompts"].get("query", ""), info["prompts"].get("document", "")
     return f"""## ONNX export
 
-`model.onnx` (opset {info["onnx_opset"]}) returns `last_hidden_state` = the Dense layer
-applied to every token's hidden state, `[batch, seq, {info["dim"]}]`; mean pooling over the
-attention mask and L2 normalisation give the sentence embedding (exactly what
-sentence-transformers computes: both steps are linear). Weights:
+`model.onnx` (opset {info["onnx_opset"]}) returns `last_hidden_state`, `[batch, seq,
+{info["dim"]}]`: the Dense layer applied to the masked mean of the token hidden states, at every
+unpadded token position (zero at padding). fastembed's mean pooling over the attention mask
+gives that vector back, and L2 normalisation the sentence embedding (exactly what
+sentence-transformers computes). Weights:
 {how}.
 
 ```python
