@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from poemrag.errors import ModelError
+from poemrag.settings import resolve_model
 
 Backend = Literal["onnx", "torch"]
 ONNX_FILE = "model.onnx"
@@ -135,7 +136,9 @@ class TorchEncoder:
 
 
 def load_encoder(model: str, backend: Backend | None = None, **kwargs: Any) -> Encoder:
-    """Open ``model`` (a local directory or hub id) with the given or detected backend."""
+    """Open ``model`` (a local directory, packaged model name or hub id) with the given or
+    detected backend."""
+    model = resolve_model(model)
     backend = backend or detect_backend(model)
     path = Path(os.path.expanduser(model))
     if backend == "onnx":

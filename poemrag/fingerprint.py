@@ -13,6 +13,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from poemrag.settings import resolve_model
+
 FINGERPRINT_FILES = frozenset(
     {"model.onnx", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "config.json"}
 )
@@ -46,8 +48,8 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
 
 def model_fingerprint(model: str) -> str:
     """16 hex digits over a local model directory's weight and tokenizer files; for a hub id
-    (nothing local to read), ``hub:<id>``."""
-    root = Path(os.path.expanduser(model))
+    (nothing local to read), ``hub:<id>``. Packaged model names resolve to their directory."""
+    root = Path(os.path.expanduser(resolve_model(model)))
     if not root.is_dir():
         return f"hub:{model}"
     h = hashlib.sha256()

@@ -41,3 +41,18 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch, var: str, 
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_packaged_model_names_resolve_to_their_directories(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from poemrag.fingerprint import model_fingerprint
+    from poemrag.settings import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("poemrag-zh-1792") == str(PACKAGED_MODEL_DIR)
+    assert model_fingerprint("poemrag-zh-1792") == model_fingerprint(str(PACKAGED_MODEL_DIR))
+    for other in ("richinfoai/ritrieve_zh_v1", "/no/such/dir", "no-such-packaged-model"):
+        assert resolve_model(other) == other
+    (tmp_path / "poemrag-zh-1792").mkdir()  # a local directory of that name wins
+    assert resolve_model("poemrag-zh-1792") == "poemrag-zh-1792"
