@@ -29,7 +29,6 @@ import numpy as np
 from tqdm import tqdm
 
 from poemrag.errors import ModelError, PoemragError
-from poemrag.settings import PACKAGED_MODEL_DIR
 from training.ccpm import CcpmRow
 from training.data import Triplet, load_ccpm_split, read_triplet_files, resolve_ccpm_dir, split_dev
 
@@ -100,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.distill", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--student", required=True, help="student ST model directory (training.prune)")
-    p.add_argument("--teacher", default=str(PACKAGED_MODEL_DIR),
-                   help="teacher model directory (ONNX or ST) or hub id (default: packaged)")
+    p.add_argument("--teacher", default="poemrag-zh-1792",
+                   help="teacher: model directory (ONNX or ST), packaged model name or hub id")
     p.add_argument("--data", type=Path, nargs="*", default=None,
                    help=f"chat triplet files (default: {DEFAULT_DATA_GLOB})")
     p.add_argument("--ccpm-dir", type=Path, default=None,
