@@ -155,8 +155,7 @@ def distill(args: argparse.Namespace) -> Path:
     if prompts != (teacher.query_prompt, teacher.document_prompt):
         raise ModelError(f"the student's prompts {prompts} differ from the teacher's "
                          f"{(teacher.query_prompt, teacher.document_prompt)}")
-    dim = student.get_embedding_dimension() if hasattr(student, "get_embedding_dimension") \
-        else student.get_sentence_embedding_dimension()
+    dim = int(student.get_embedding_dimension())
     if dim != teacher.dimension:
         raise ModelError(f"the student makes {dim}-d vectors, the teacher {teacher.dimension}-d")
 
