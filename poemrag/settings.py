@@ -12,8 +12,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MODELS_DIR = Path(__file__).parent / "models"
 PACKAGED_MODEL_DIR = MODELS_DIR / "poemrag-zh-1792"
 """The default encoder shipped inside the package (int8 ONNX, 1792-d, cosine)."""
-FAST_MODEL_DIR = MODELS_DIR / "poemrag-zh-1792-fast"
-"""A 4-layer student of the default encoder: about 3x faster, somewhat less accurate."""
 
 
 def resolve_model(model: str) -> str:

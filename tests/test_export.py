@@ -11,12 +11,12 @@ import pytest
 from model_fixtures import tiny_fp32, tiny_int8, tiny_st
 
 from poemrag.encoders import OnnxEncoder
-from training.export import INFO_FILE, main, read_export_prompts
+from poemrag.settings import MODELS_DIR
+from training.export import INFO_FILE, main
 
 __all__ = ["tiny_fp32", "tiny_int8", "tiny_st"]  # fixtures, imported for pytest
 
 TEXTS = ["床前明月光，疑是地上霜。", "今天好累啊", "想家了", "hello 123", "春眠不觉晓，处处闻啼鸟。"]
-PACKAGED = Path(__file__).resolve().parent.parent / "poemrag" / "models" / "poemrag-zh-1792"
 
 
 def _st_vectors(st_dir: Path) -> np.ndarray:
@@ -28,9 +28,9 @@ def _st_vectors(st_dir: Path) -> np.ndarray:
 
 
 def _fastembed_vectors(onnx_dir: Path) -> np.ndarray:
-    prompts = read_export_prompts(onnx_dir)
-    texts = [prompts[p] + t for p in ("query", "document") for t in TEXTS]
-    return OnnxEncoder(onnx_dir).encode(texts, batch_size=4)
+    encoder = OnnxEncoder(onnx_dir)
+    texts = [p + t for p in (encoder.query_prompt, encoder.document_prompt) for t in TEXTS]
+    return encoder.encode(texts, batch_size=4)
 
 
 def test_fp32_export_matches_sentence_transformers(tiny_st: Path, tiny_fp32: Path) -> None:
@@ -126,7 +126,7 @@ CANONICAL = {
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(CANONICAL))
 def test_packaged_model_canonical_vectors(name: str) -> None:
-    model_dir = PACKAGED.parent / name
+    model_dir = MODELS_DIR / name
     if not (model_dir / "model.onnx").is_file():
         pytest.skip(f"packaged model {name} not present")
     query, document, cosine = CANONICAL[name]

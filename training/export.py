@@ -224,12 +224,6 @@ def _base_name(model_dir: Path) -> str:
     return model_dir.name
 
 
-def read_export_prompts(onnx_dir: Path) -> dict[str, str]:
-    """The ``query``/``document`` prompts recorded in ``poemrag_model.json``."""
-    info = json.loads((Path(onnx_dir) / INFO_FILE).read_text(encoding="utf-8"))
-    return dict(info.get("prompts") or {})
-
-
 def compare_with_st(model_dir: Path, onnx_dir: Path,
                     texts: Sequence[str] = CHECK_TEXTS) -> dict[str, float]:
     """Max abs difference and min cosine of fastembed vs sentence-transformers embeddings
