@@ -19,6 +19,7 @@ import qdrant_edge as qe
 
 from poemrag.errors import StoreError
 from poemrag.store import (
+    DISTANCE,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_EF_SEARCH,
@@ -33,12 +34,12 @@ from poemrag.store import (
     Hit,
     SearchFilter,
     check_fingerprint,
+    check_vector_params,
     collection_summary,
     in_line_order,
     to_hits,
 )
 
-DISTANCE = "Cosine"
 SPACE_BASE_BYTES = 128 * 2**20
 """Free disk space an ingest needs besides its points: segment files, WAL and indexes are
 mmapped files of up to 32 MiB each (sparse on most disks, fully allocated on tmpfs, where
@@ -147,12 +148,8 @@ class EdgeStore:
             self.drop()
         if self.exists():
             meta = self._meta()
-            if meta.get("size") != dim or meta.get("distance") != DISTANCE:
-                raise StoreError(
-                    f"the collection at {self.path} holds {meta.get('size')}-d "
-                    f"{meta.get('distance')} vectors but the model makes {dim}-d {DISTANCE} "
-                    "vectors; rerun with --recreate to rebuild it with this model"
-                )
+            check_vector_params(f"the collection at {self.path}", meta.get("size"),
+                                meta.get("distance"), dim)
             check_fingerprint(f"the collection at {self.path}", self.model_fingerprint(),
                               fingerprint)
             return

@@ -124,12 +124,8 @@ class PoemRetriever(BaseRetriever):
 
 def check_store(store: PoemStore, embeddings: PoemEmbeddings, collection: str) -> None:
     """Refuse a missing collection, or one embedded by another model (size or weights)."""
-    if store.vector_size() is None:
-        raise PoemragError(
-            f"collection {collection!r} does not exist: run `python -m poemrag.ingest`"
-        )
     check_same_model(store, embeddings.dimension, embeddings.fingerprint,
-                     f"collection {collection!r}")
+                     f"collection {collection!r}", must_exist=True)
 
 
 def _one_per_poem(hits: list[Hit], k: int) -> list[Hit]:

@@ -23,6 +23,7 @@ from poemrag.batching import batched
 from poemrag.errors import StoreError
 from poemrag.settings import Settings
 from poemrag.store import (
+    DISTANCE,
     FULL_SCAN_THRESHOLD_KB,
     HNSW_EF_CONSTRUCT,
     HNSW_EF_SEARCH,
@@ -37,6 +38,7 @@ from poemrag.store import (
     Hit,
     SearchFilter,
     check_fingerprint,
+    check_vector_params,
     collection_summary,
     in_line_order,
     to_hits,
@@ -182,12 +184,8 @@ class ServerStore:
         info = self._info()
         params = self._vector_params(info)
         if params is not None:
-            if params.size != dim or params.distance != m.Distance.COSINE:
-                raise StoreError(
-                    f"collection {self.collection!r} on {self.where} holds {params.size}-d "
-                    f"{params.distance.value} vectors but the model makes {dim}-d Cosine vectors; "
-                    "rerun with --recreate to rebuild it with this model"
-                )
+            check_vector_params(f"collection {self.collection!r} on {self.where}",
+                                params.size, params.distance.value, dim)
             check_fingerprint(f"collection {self.collection!r} on {self.where}",
                               self.model_fingerprint(info), fingerprint)
             self._create_indexes()  # those a create that died half-way did not make
@@ -215,7 +213,7 @@ class ServerStore:
             # A retried create whose first attempt did reach the server answers 409: fine if
             # the collection is now there with the right vectors.
             params = self._vector_params()
-            if params is None or params.size != dim or params.distance != m.Distance.COSINE:
+            if params is None or params.size != dim or params.distance.value != DISTANCE:
                 raise
         self._create_indexes()
 

@@ -21,6 +21,7 @@ from poemrag.errors import StoreError
 from poemrag.settings import Settings
 
 VECTOR_NAME = "dense"
+DISTANCE = "Cosine"
 TEXT_FIELD = "page_content"
 KEYWORD_FIELDS = (
     "metadata.author",
@@ -118,10 +119,24 @@ def check_fingerprint(where: str, recorded: str | None, expected: str) -> None:
     )
 
 
-def check_same_model(store: PoemStore, dim: int, fingerprint: str, where: str) -> None:
+def check_vector_params(where: str, size: object, distance: object, dim: int) -> None:
+    """Refuse a collection whose vectors are not ``dim``-d cosine (made by another model); the
+    error names the CLI's own ``--recreate``."""
+    if size != dim or distance != DISTANCE:
+        raise StoreError(
+            f"{where} holds {size}-d {distance} vectors but the model makes {dim}-d {DISTANCE} "
+            "vectors; rerun with --recreate to rebuild it with this model"
+        )
+
+
+def check_same_model(
+    store: PoemStore, dim: int, fingerprint: str, where: str, *, must_exist: bool = False
+) -> None:
     """Refuse an existing collection embedded by another model: other vector size or other
-    weights (fingerprint). A missing collection passes."""
+    weights (fingerprint). A missing collection passes unless ``must_exist``."""
     size = store.vector_size()
+    if size is None and must_exist:
+        raise StoreError(f"{where} does not exist: run `python -m poemrag.ingest`")
     if size is not None and size != dim:
         raise StoreError(
             f"{where} holds {size}-d vectors but the model makes {dim}-d vectors; "

@@ -16,10 +16,11 @@ from tqdm import tqdm
 
 from poemrag.batching import batched
 from poemrag.cli import run_cli
-from poemrag.edge_store import DISTANCE, EdgeStore
+from poemrag.edge_store import EdgeStore
 from poemrag.errors import StoreError
 from poemrag.server_store import ServerStore
 from poemrag.settings import Settings
+from poemrag.store import DISTANCE
 
 
 @dataclass

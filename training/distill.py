@@ -11,7 +11,7 @@ the query prompt and documents (chat positives and negatives, every CCPM train l
 sample of corpus couplets) with the document prompt. No labels are needed, so the student also
 learns the teacher's ranking of wrong candidates. The teacher defaults to the packaged model.
 
-Teacher vectors are computed once into ``OUTPUT_DIR/teacher.npy`` (float16), keyed by the
+Teacher vectors are computed once into ``OUTPUT_DIR/teacher/teacher.npy`` (float16), keyed by the
 texts and the teacher's weights fingerprint; an interrupted run resumes where it stopped.
 """
 
