@@ -1,20 +1,29 @@
 """Encode throughput of an exported ONNX encoder on corpus couplets, through the encoder the
 product uses (:class:`poemrag.encoders.OnnxEncoder`: fastembed, batches in length order).
 
-``python -m training.bench_encoder ONNX_DIR [--corpus PATH] [--n 2048] [--batch 64]``
+``python -m training.bench_encoder ONNX_DIR [--corpus PATH] [--n 2048] [--batch 64] [--flops]``
+
+``--flops`` also says where the time goes: the arithmetic one couplet costs (from the model's
+config and the tokens the encoder actually runs, padding included), the rate that implies, and
+this machine's own fp32 matrix-multiply rate measured on a product of the encoder's shape; the
+ratio of the two is the ceiling any runtime could reach with this model on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from poemrag.encoders import OnnxEncoder
-from poemrag.errors import PoemragError
+import numpy as np
+
+from poemrag.encoders import MODEL_INFO_FILE, OnnxEncoder
+from poemrag.errors import ModelError, PoemragError
 
 
 def couplets_per_second(onnx_dir: Path, texts: Sequence[str], batch_size: int = 64,
@@ -29,6 +38,80 @@ def couplets_per_second(onnx_dir: Path, texts: Sequence[str], batch_size: int = 
     return n / (time.perf_counter() - start), n / (time.process_time() - cpu)
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What sets an encoder's arithmetic: BERT sizes and the output Dense."""
+
+    hidden: int
+    layers: int
+    intermediate: int
+    out_dim: int
+
+    @classmethod
+    def of(cls, model_dir: Path) -> Shape:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        info_path = model_dir / MODEL_INFO_FILE
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+        try:
+            hidden = int(config["hidden_size"])
+            return cls(hidden, int(config["num_hidden_layers"]),
+                       int(config["intermediate_size"]), int(info.get("dim") or hidden))
+        except KeyError as exc:
+            raise ModelError(f"{model_dir / 'config.json'} has no {exc} (not a BERT config)") \
+                from None
+
+    def flops(self, tokens: int) -> float:
+        """Multiply-adds x 2 for one text of ``tokens`` tokens: per layer the Q/K/V/output
+        projections and the two FFN matrices on every token, attention scores and weighted
+        sums (tokens x tokens x hidden, twice), then the Dense once on the pooled vector."""
+        h, ff = self.hidden, self.intermediate
+        per_layer = 2 * tokens * (4 * h * h + 2 * h * ff) + 4 * tokens * tokens * h
+        return float(self.layers * per_layer + 2 * h * self.out_dim)
+
+
+def padded_lengths(model_dir: Path, texts: Sequence[str], batch_size: int) -> list[int]:
+    """Tokens each text is run with: batches in length order, padded to their longest text
+    (what :class:`OnnxEncoder` does)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    lengths = sorted(len(e.ids) for e in tokenizer.encode_batch(list(texts)))
+    # Sorted by characters in the encoder, by tokens here: the same order up to ties.
+    return [max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size)
+            for _ in lengths[i:i + batch_size]]
+
+
+def matmul_gflops(rows: int, inner: int, cols: int, seconds: float = 2.0) -> float:
+    """This machine's fp32 matrix-multiply rate (numpy's BLAS, all cores) on one
+    ``[rows, inner] @ [inner, cols]`` product, best of repeated runs."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, inner), dtype=np.float32)
+    b = rng.standard_normal((inner, cols), dtype=np.float32)
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * inner * cols / best / 1e9
+
+
+def flops_report(model_dir: Path, texts: Sequence[str], batch_size: int, rate: float) -> str:
+    shape = Shape.of(model_dir)
+    prompt = OnnxEncoder(model_dir).document_prompt
+    lengths = padded_lengths(model_dir, [prompt + t for t in texts], batch_size)
+    per_text = sum(shape.flops(n) for n in lengths) / len(lengths)
+    mean_tokens = sum(lengths) / len(lengths)
+    # The FFN's first product, at a batch of batch_size texts of the mean length.
+    peak = matmul_gflops(round(batch_size * mean_tokens), shape.hidden, shape.intermediate)
+    achieved = rate * per_text / 1e9
+    return (f"{shape.layers} layers x {shape.hidden} (FFN {shape.intermediate}), "
+            f"{mean_tokens:.1f} tokens per couplet as run (padding included): "
+            f"{per_text / 1e6:.0f} MFLOP per couplet\n"
+            f"achieved {achieved:.0f} GFLOP/s; this machine's fp32 matmul of that shape "
+            f"{peak:.0f} GFLOP/s ({achieved / peak:.0%} of it); ceiling at that rate "
+            f"{peak * 1e9 / per_text:.0f} couplets/s")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.bench_encoder", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,18 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2048, help="couplets to encode")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--flops", action="store_true",
+                   help="also report the arithmetic per couplet and this machine's matmul rate")
     args = p.parse_args(argv)
     try:
         from poemrag.corpus import load_corpus
 
         texts = [c.text for c in load_corpus(args.corpus, limit=args.n).couplets()]
         rate, per_cpu = couplets_per_second(args.model, texts, args.batch, args.threads)
+        report = flops_report(args.model, texts, args.batch, rate) if args.flops else ""
     except (PoemragError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     load = os.getloadavg()[0]
     print(f"{rate:.1f} couplets/s, {per_cpu:.1f} per CPU-second ({len(texts)} couplets, "
           f"batch {args.batch}, {os.cpu_count()} CPUs, load average {load:.1f})")
+    if report:
+        print(report)
     return 0
 
 
