@@ -9,7 +9,7 @@ import pytest
 
 from poemrag.errors import ModelError
 from poemrag.settings import MODELS_DIR
-from training.bench_encoder import Shape, main, matmul_gflops, padded_lengths
+from training.bench_encoder import Shape, main, matmul_gflops, padded_lengths, profile_ops
 
 DEFAULT = MODELS_DIR / "poemrag-zh-1792"
 
@@ -43,3 +43,10 @@ def test_a_config_without_bert_sizes_is_a_one_line_error(
         Shape.of(tmp_path)
     assert main([str(tmp_path / "missing"), "--n", "4"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_profile_shares_kernel_time_by_operator_type() -> None:
+    ops = profile_ops(MODELS_DIR / "poemrag-zh-1792-fast", ["床前明月光，疑是地上霜。", "春眠不觉晓"], 2)
+    assert abs(sum(share for _, share in ops) - 1) < 1e-6
+    assert [s for _, s in ops] == sorted((s for _, s in ops), reverse=True)
+    assert any("MatMul" in op for op, _ in ops[:3])  # matrix products dominate

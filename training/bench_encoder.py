@@ -1,12 +1,15 @@
 """Encode throughput of an exported ONNX encoder on corpus couplets, through the encoder the
 product uses (:class:`poemrag.encoders.OnnxEncoder`: fastembed, batches in length order).
 
-``python -m training.bench_encoder ONNX_DIR [--corpus PATH] [--n 2048] [--batch 64] [--flops]``
+``python -m training.bench_encoder ONNX_DIR [--corpus PATH] [--n 2048] [--batch 64] [--flops]
+[--profile]``
 
 ``--flops`` also says where the time goes: the arithmetic one couplet costs (from the model's
 config and the tokens the encoder actually runs, padding included), the rate that implies, and
 this machine's own fp32 matrix-multiply rate measured on a product of the encoder's shape; the
 ratio of the two is the ceiling any runtime could reach with this model on this machine.
+``--profile`` runs the same batches through onnxruntime's profiler and prints the share of
+kernel time per operator type (int8 and float matrix products, GELU, layer norms...).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,7 +65,8 @@ class Shape:
                 from None
 
     def flops(self, tokens: int) -> float:
-        """Multiply-adds x 2 for one text of ``tokens`` tokens: per layer the Q/K/V/output
+        """Multiply-adds x 2 for one text of ``tokens`` tokens (a lower bound for exports that
+        apply the Dense at every token): per layer the Q/K/V/output
         projections and the two FFN matrices on every token, attention scores and weighted
         sums (tokens x tokens x hidden, twice), then the Dense once on the pooled vector."""
         h, ff = self.hidden, self.intermediate
@@ -112,6 +117,39 @@ def flops_report(model_dir: Path, texts: Sequence[str], batch_size: int, rate: f
             f"{peak * 1e9 / per_text:.0f} couplets/s")
 
 
+def profile_ops(model_dir: Path, texts: Sequence[str], batch_size: int) -> list[tuple[str, float]]:
+    """(operator type, share of kernel time) for encoding ``texts`` (document prompt, length
+    order, batches padded to their longest text), largest first."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    prompt = OnnxEncoder(model_dir).document_prompt
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory(prefix="poemrag-profile-") as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(model_dir / "model.onnx"), options,
+                                       providers=["CPUExecutionProvider"])
+        docs = sorted((prompt + t for t in texts), key=len)
+        for i in range(0, len(docs), batch_size):
+            encoded = tokenizer.encode_batch(docs[i:i + batch_size])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            session.run(None, {"input_ids": ids, "attention_mask": mask,
+                               "token_type_ids": np.zeros_like(ids)})
+        events = json.loads(Path(session.end_profiling()).read_text(encoding="utf-8"))
+    by_op: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            by_op[op] = by_op.get(op, 0.0) + float(event["dur"])
+    total = sum(by_op.values()) or 1.0
+    return sorted(((op, us / total) for op, us in by_op.items()), key=lambda x: -x[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.bench_encoder", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.add_argument("--flops", action="store_true",
                    help="also report the arithmetic per couplet and this machine's matmul rate")
+    p.add_argument("--profile", action="store_true",
+                   help="also report the share of kernel time per onnxruntime operator type")
     args = p.parse_args(argv)
     try:
         from poemrag.corpus import load_corpus
@@ -129,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = [c.text for c in load_corpus(args.corpus, limit=args.n).couplets()]
         rate, per_cpu = couplets_per_second(args.model, texts, args.batch, args.threads)
         report = flops_report(args.model, texts, args.batch, rate) if args.flops else ""
+        ops = profile_ops(args.model, texts, args.batch) if args.profile else []
     except (PoemragError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
           f"batch {args.batch}, {os.cpu_count()} CPUs, load average {load:.1f})")
     if report:
         print(report)
+    if ops:
+        print("kernel time by operator: " + ", ".join(
+            f"{op} {share:.1%}" for op, share in ops if share >= 0.005))
     return 0
 
 
