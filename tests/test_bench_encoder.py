@@ -31,8 +31,16 @@ def test_padded_lengths_pad_each_length_sorted_batch_to_its_longest() -> None:
     assert padded[0] == padded[1] and padded[2] == padded[3] and padded[0] < padded[3]
 
 
-def test_matmul_rate_is_measured() -> None:
-    assert matmul_gflops(64, 32, 32, seconds=0.05) > 0
+def test_padded_lengths_ignore_padding_saved_in_the_tokenizer() -> None:
+    texts = ["春", "春眠不觉晓，处处闻啼鸟。"]
+    fast = MODELS_DIR / "poemrag-zh-1792-fast"  # its tokenizer.json pads every batch
+    assert padded_lengths(fast, texts, 1) == padded_lengths(DEFAULT, texts, 1)
+    assert padded_lengths(fast, texts, 1)[0] < padded_lengths(fast, texts, 1)[1]
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_matmul_rate_is_measured(int8: bool) -> None:
+    assert matmul_gflops(64, 32, 32, int8=int8, seconds=0.05) > 0
 
 
 def test_a_config_without_bert_sizes_is_a_one_line_error(

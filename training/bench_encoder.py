@@ -5,9 +5,9 @@ product uses (:class:`poemrag.encoders.OnnxEncoder`: fastembed, batches in lengt
 [--profile]``
 
 ``--flops`` also says where the time goes: the arithmetic one couplet costs (from the model's
-config and the tokens the encoder actually runs, padding included), the rate that implies, and
-this machine's own fp32 matrix-multiply rate measured on a product of the encoder's shape; the
-ratio of the two is the ceiling any runtime could reach with this model on this machine.
+config and the tokens the encoder actually runs, padding included), the rate achieved, and
+onnxruntime's own fp32 and dynamic-int8 rates on one matrix product of the encoder's shape;
+every FLOP at the int8 rate bounds what this export can reach on this machine.
 ``--profile`` runs the same batches through onnxruntime's profiler and prints the share of
 kernel time per operator type (int8 and float matrix products, GELU, layer norms...).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -80,22 +81,48 @@ def padded_lengths(model_dir: Path, texts: Sequence[str], batch_size: int) -> li
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()  # some tokenizer.json files pad every batch themselves
     lengths = sorted(len(e.ids) for e in tokenizer.encode_batch(list(texts)))
     # Sorted by characters in the encoder, by tokens here: the same order up to ties.
     return [max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size)
             for _ in lengths[i:i + batch_size]]
 
 
-def matmul_gflops(rows: int, inner: int, cols: int, seconds: float = 2.0) -> float:
-    """This machine's fp32 matrix-multiply rate (numpy's BLAS, all cores) on one
-    ``[rows, inner] @ [inner, cols]`` product, best of repeated runs."""
+def matmul_gflops(rows: int, inner: int, cols: int, int8: bool = False,
+                  seconds: float = 2.0) -> float:
+    """onnxruntime's rate, all cores, on one ``[rows, inner] @ [inner, cols]`` product with a
+    constant weight: fp32, or quantized the way :func:`training.export.quantize_int8` does
+    (dynamic int8, u8 weights per channel). Best of repeated runs."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from training.export import quantize_int8
+
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((rows, inner), dtype=np.float32)
-    b = rng.standard_normal((inner, cols), dtype=np.float32)
+    weight = numpy_helper.from_array(rng.standard_normal((inner, cols), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")], "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, inner])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, cols])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((rows, inner), dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="poemrag-matmul-") as tmp:
+        path = Path(tmp) / "matmul.onnx"
+        onnx.save(model, str(path))
+        if int8:
+            quiet = logging.root.manager.disable
+            logging.disable(logging.WARNING)  # the quantizer's advice to pre-process the graph
+            try:
+                quantize_int8(path, Path(tmp) / "int8.onnx")
+            finally:
+                logging.disable(quiet)
+            path = Path(tmp) / "int8.onnx"
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
-        a @ b
+        session.run(None, {"x": x})
         best = min(best, time.perf_counter() - start)
     return 2 * rows * inner * cols / best / 1e9
 
@@ -106,15 +133,16 @@ def flops_report(model_dir: Path, texts: Sequence[str], batch_size: int, rate: f
     lengths = padded_lengths(model_dir, [prompt + t for t in texts], batch_size)
     per_text = sum(shape.flops(n) for n in lengths) / len(lengths)
     mean_tokens = sum(lengths) / len(lengths)
-    # The FFN's first product, at a batch of batch_size texts of the mean length.
-    peak = matmul_gflops(round(batch_size * mean_tokens), shape.hidden, shape.intermediate)
+    # The FFN's first product, for a batch of batch_size texts of the mean length.
+    dims = (round(batch_size * mean_tokens), shape.hidden, shape.intermediate)
+    fp32, int8 = matmul_gflops(*dims), matmul_gflops(*dims, int8=True)
     achieved = rate * per_text / 1e9
     return (f"{shape.layers} layers x {shape.hidden} (FFN {shape.intermediate}), "
             f"{mean_tokens:.1f} tokens per couplet as run (padding included): "
-            f"{per_text / 1e6:.0f} MFLOP per couplet\n"
-            f"achieved {achieved:.0f} GFLOP/s; this machine's fp32 matmul of that shape "
-            f"{peak:.0f} GFLOP/s ({achieved / peak:.0%} of it); ceiling at that rate "
-            f"{peak * 1e9 / per_text:.0f} couplets/s")
+            f"{per_text / 1e6:.0f} MFLOP per couplet, achieved {achieved:.0f} GFLOP/s\n"
+            f"onnxruntime on a [{dims[0]}x{dims[1]}] @ [{dims[1]}x{dims[2]}] product: fp32 "
+            f"{fp32:.0f} GFLOP/s, dynamic int8 {int8:.0f} GFLOP/s; every FLOP at the int8 "
+            f"rate would give {int8 * 1e9 / per_text:.0f} couplets/s")
 
 
 def profile_ops(model_dir: Path, texts: Sequence[str], batch_size: int) -> list[tuple[str, float]]:
