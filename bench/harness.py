@@ -35,32 +35,32 @@ import time
 from pathlib import Path
 from typing import Any
 
+from poemrag.errors import ModelError
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PACKAGED_MODEL = ROOT / "poemrag" / "models" / "poemrag-zh-1792"
-BASE_ST_MODEL = ROOT / "artifacts" / "base" / "poemrag-e5-small-zh-1792"
-TRAINED_DIR = ROOT / "artifacts" / "trained"
 SIDES = ("poemrag", "baseline")
 BUSY_SEEN: dict[str, str] = {}
 """Other CPU-heavy processes seen while the workers ran: command -> "NN% command"."""
 
 
 def default_st_model(onnx_dir: Path) -> Path:
-    """The sentence-transformers model the ONNX export came from (if it says), else the
-    trained model, else the base model."""
+    """The sentence-transformers model the ONNX export came from (``source`` in its
+    ``poemrag_model.json``), when that directory is here; else a one-line error asking for
+    ``--baseline-model`` (another model's weights would not be a like-for-like baseline)."""
     info = onnx_dir / "poemrag_model.json"
+    source = ""
     if info.is_file():
-        data = json.loads(info.read_text(encoding="utf-8"))
-        for key in ("source", "source_model", "st_model", "exported_from", "base"):
-            value = data.get(key)
-            if not isinstance(value, str) or not value:
-                continue
-            for path in (Path(value), ROOT / value, TRAINED_DIR / value,
-                         BASE_ST_MODEL.parent / value):
-                if (path / "modules.json").is_file():
-                    return path
-    trained = sorted(p.parent for p in TRAINED_DIR.glob("*/modules.json"))
-    return trained[-1] if trained else BASE_ST_MODEL
+        source = str(json.loads(info.read_text(encoding="utf-8")).get("source") or "")
+    for path in ([Path(source), ROOT / source] if source else []):
+        if (path / "modules.json").is_file():
+            return path
+    named = f"its export names {source}, which is not here" if source else \
+        "its export does not name one"
+    raise ModelError(f"no sentence-transformers form of {onnx_dir} for the baseline ({named}): "
+                     "pass --baseline-model DIR with the same weights (the training output the "
+                     "export came from)")
 
 
 def default_source() -> Path:
@@ -417,8 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-full-timeout", type=float, default=300,
                         help="time box for the baseline's full-corpus attempt, s (0 = skip)")
     parser.add_argument("--timeout", type=float, default=900, help="per worker process, s")
-    parser.add_argument("--timeout-full", type=float, default=2400,
-                        help="poemrag full-corpus ingest, s")
+    parser.add_argument("--timeout-full", type=float, default=5400,
+                        help="poemrag full-corpus ingest, s (the default model's took 39 min "
+                             "on 2 cores)")
     parser.add_argument("--profile", action="store_true",
                         help="also write pyinstrument reports of poemrag's ingest and queries")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -430,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     args.source = args.source or default_source()
     if not (args.model / "model.onnx").is_file():
         parser.error(f"no model.onnx in {args.model}: export the packaged model first")
-    st_model = args.baseline_model or default_st_model(args.model)
+    try:
+        st_model = args.baseline_model or default_st_model(args.model)
+    except ModelError as exc:
+        parser.error(str(exc))
 
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="poemrag-bench-"))

@@ -20,8 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("query", help="a modern Chinese message")
     parser.add_argument("-k", type=int, default=5, help="number of couplets (default 5)")
     parser.add_argument("--author", action="append", default=[], help="only this poet (repeatable)")
-    parser.add_argument("--form", action="append", default=[], help="五言, 七言 or 杂言")
-    parser.add_argument("--tag", action="append", default=[], help="a 唐诗三百首 tag, e.g. 思乡")
+    parser.add_argument("--form", action="append", default=[], help="五言, 七言 or 杂言 (repeatable)")
+    parser.add_argument("--tag", action="append", default=[], help="a tag, e.g. 思乡 (repeatable)")
     parser.add_argument("--all-lines", action="store_true", help="allow several couplets per poem")
     parser.add_argument("--json", action="store_true", help="one JSON object per hit")
     return parser

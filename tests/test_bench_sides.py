@@ -4,12 +4,14 @@ query, and report the fields the harness reads."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from bench import sides
-from bench.harness import write_couplets
+from bench.harness import default_st_model, write_couplets
+from poemrag.errors import ModelError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "corpus"
 
@@ -40,3 +42,16 @@ def test_baseline_side_ingests_and_queries(env, tmp_path: Path, tiny_st_dir: Pat
     assert ingest["ingest_per_s"] > 0
     query = run_side(tmp_path, "baseline", "query", *common)
     assert query["side"] == "baseline"
+
+
+def test_bench_baseline_is_the_export_source_or_a_clear_error(
+    tiny_st_dir: Path, tiny_onnx_dir: Path, tmp_path: Path
+) -> None:
+    assert default_st_model(tiny_onnx_dir) == tiny_st_dir
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tiny_onnx_dir, moved)
+    info = json.loads((moved / "poemrag_model.json").read_text())
+    (moved / "poemrag_model.json").write_text(json.dumps(info | {"source": str(tmp_path / "gone")}))
+    with pytest.raises(ModelError, match="gone, which is not here.*--baseline-model"):
+        default_st_model(moved)
+

