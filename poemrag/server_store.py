@@ -1,8 +1,8 @@
 """A Qdrant server (or qdrant-client's local mode) behind the :class:`PoemStore` interface.
 
 Every client call goes through :meth:`ServerStore._call`: transient failures (connection
-errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with exponential backoff, and every failure ends as
-one :class:`StoreError` line that names the server URL and never the API key.
+errors, timeouts, 408, 429, 500, 502, 503, 504) are retried with exponential backoff, and every
+failure ends as one :class:`StoreError` line that names the server URL and never the API key.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
+from poemrag.errors import StoreError
 from poemrag.retriever import EmptyQueryError, PoemRetriever, clean_query
 
 QUERY = "一个人在外地过中秋，特别想家"
@@ -85,7 +86,8 @@ def test_async_and_threads_match_serial(retriever: PoemRetriever) -> None:
 def test_from_settings_refuses_missing_collection(tmp_path, monkeypatch, tiny_onnx_dir) -> None:
     monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("POEMRAG_MODEL", str(tiny_onnx_dir))
-    with pytest.raises(Exception, match="poemrag.ingest"):
+    monkeypatch.setenv("POEMRAG_COLLECTION", "tang_poems")
+    with pytest.raises(StoreError, match=r"collection 'tang_poems' does not exist: run `python -m poemrag.ingest`"):
         PoemRetriever.from_settings()
 
 
