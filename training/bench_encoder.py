@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poemrag.encoders import MODEL_INFO_FILE, OnnxEncoder
+from poemrag.encoders import MODEL_INFO_FILE, OnnxEncoder, read_prompts
 from poemrag.errors import ModelError, PoemragError
 
 
@@ -129,7 +129,7 @@ def matmul_gflops(rows: int, inner: int, cols: int, int8: bool = False,
 
 def flops_report(model_dir: Path, texts: Sequence[str], batch_size: int, rate: float) -> str:
     shape = Shape.of(model_dir)
-    prompt = OnnxEncoder(model_dir).document_prompt
+    prompt = read_prompts(model_dir)[1]
     lengths = padded_lengths(model_dir, [prompt + t for t in texts], batch_size)
     per_text = sum(shape.flops(n) for n in lengths) / len(lengths)
     mean_tokens = sum(lengths) / len(lengths)
@@ -151,7 +151,7 @@ def profile_ops(model_dir: Path, texts: Sequence[str], batch_size: int) -> list[
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    prompt = OnnxEncoder(model_dir).document_prompt
+    prompt = read_prompts(model_dir)[1]
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
