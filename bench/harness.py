@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from poemrag.errors import ModelError
+from poemrag.settings import PACKAGED_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PACKAGED_MODEL = ROOT / "poemrag" / "models" / "poemrag-zh-1792"
 SIDES = ("poemrag", "baseline")
 BUSY_SEEN: dict[str, str] = {}
 """Other CPU-heavy processes seen while the workers ran: command -> "NN% command"."""
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, help="couplets per A/B ingest (quick 2,000; full 20,000)")
     parser.add_argument("--rounds", type=int, help="A/B rounds (quick 2, full 2)")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--model", type=Path, default=PACKAGED_MODEL, help="poemrag ONNX model")
+    parser.add_argument("--model", type=Path, default=PACKAGED_MODEL_DIR, help="poemrag ONNX model")
     parser.add_argument("--baseline-model", type=Path,
                         help="sentence-transformers form of the same weights (default: the "
                              "model the export names, else artifacts/trained/*, else base)")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poemrag.batching import batched
 from poemrag.encoders import MODEL_INFO_FILE, OnnxEncoder, read_prompts
 from poemrag.errors import ModelError, PoemragError
 
@@ -75,17 +76,23 @@ class Shape:
         return float(self.layers * per_layer + 2 * h * self.out_dim)
 
 
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[str]]:
+    """``texts`` in the batches :class:`OnnxEncoder` runs them in: ordered by length."""
+    return list(batched(sorted(texts, key=len), batch_size))
+
+
 def padded_lengths(model_dir: Path, texts: Sequence[str], batch_size: int) -> list[int]:
-    """Tokens each text is run with: batches in length order, padded to their longest text
-    (what :class:`OnnxEncoder` does)."""
+    """Tokens each text is run with, batch by batch (:func:`length_batches`): every text is
+    padded to the longest of its batch."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tokenizer.no_padding()  # some tokenizer.json files pad every batch themselves
-    lengths = sorted(len(e.ids) for e in tokenizer.encode_batch(list(texts)))
-    # Sorted by characters in the encoder, by tokens here: the same order up to ties.
-    return [max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size)
-            for _ in lengths[i:i + batch_size]]
+    padded: list[int] = []
+    for batch in length_batches(texts, batch_size):
+        longest = max(len(e.ids) for e in tokenizer.encode_batch(batch))
+        padded += [longest] * len(batch)
+    return padded
 
 
 def matmul_gflops(rows: int, inner: int, cols: int, int8: bool = False,
@@ -161,9 +168,8 @@ def profile_ops(model_dir: Path, texts: Sequence[str], batch_size: int) -> list[
         options.profile_file_prefix = str(Path(tmp) / "ort")
         session = ort.InferenceSession(str(model_dir / "model.onnx"), options,
                                        providers=["CPUExecutionProvider"])
-        docs = sorted((prompt + t for t in texts), key=len)
-        for i in range(0, len(docs), batch_size):
-            encoded = tokenizer.encode_batch(docs[i:i + batch_size])
+        for batch in length_batches([prompt + t for t in texts], batch_size):
+            encoded = tokenizer.encode_batch(batch)
             ids = np.array([e.ids for e in encoded], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
             session.run(None, {"input_ids": ids, "attention_mask": mask,
