@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import opencc
+
+HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+"""Character-class body of the Chinese characters (CJK unified ideographs, extensions A-G,
+compatibility ideographs)."""
+
+HAN_RE = re.compile(f"[{HAN}]")
 
 
 @lru_cache(maxsize=1)

@@ -17,11 +17,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-_HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+from poemrag.chinese import HAN, HAN_RE
+
 _VERSE_PUNCT = "，。？！；、："
-_HAN_RE = re.compile(f"[{_HAN}]")
 _CLAUSE_RE = re.compile(f"[^{_VERSE_PUNCT}]+")
-_VERSE_CHARS_RE = re.compile(f"^[{_HAN}{_VERSE_PUNCT}]+$")
+_VERSE_CHARS_RE = re.compile(f"^[{HAN}{_VERSE_PUNCT}]+$")
 
 MAX_CLAUSE_CHARS = 13
 """Longest clause a verse line may have; longer runs are prose (commentary)."""
@@ -87,7 +87,7 @@ def _is_commentary(text: str) -> bool:
 
 DROP_RULES: tuple[DropRule, ...] = (
     DropRule("empty", "empty or whitespace only", lambda t: not t.strip()),
-    DropRule("no_chinese", "punctuation or symbols only, e.g. 。", lambda t: not _HAN_RE.search(t)),
+    DropRule("no_chinese", "punctuation or symbols only, e.g. 。", lambda t: not HAN_RE.search(t)),
     DropRule(
         "bracketed_note",
         "an editorial note in brackets, e.g. （見影印天一閣藏《正德汝州志》卷七）",

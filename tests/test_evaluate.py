@@ -10,7 +10,7 @@ import pytest
 from _training_helpers import ANCHORS, COUPLETS, build_tiny_model, made_up_triplets, write_jsonl
 
 import training.evaluate as ev
-from training.data import is_dev
+from training.data import Triplet, is_dev
 
 
 def test_pool_holds_targets_first_then_a_seeded_sample() -> None:
@@ -31,6 +31,18 @@ def test_ranks_and_metrics() -> None:
     assert metrics["recall_at_1"] == pytest.approx(1 / 3)
     assert metrics["recall_at_10"] == 1.0
     assert metrics["mrr"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+
+
+def test_dev_subsets_split_v1_v2_and_the_shortcut_free_rows() -> None:
+    dev = [
+        Triplet("今晚月亮好圆", "举头望明月，低头思故乡。", ("n",)),              # v1, shares 月
+        Triplet("抬头看明月想家", "举头望明月，低头思故乡。", ("n",), "", 5),   # v2, shares 4
+        Triplet("加完班倒头就睡", "归来饱饭黄昏后，不脱蓑衣卧月明。", ("n",), "", 6),  # v2, free
+    ]
+    assert ev.dev_subsets(dev) == {
+        "shortcut-free": [0, 2], "v1": [0], "v1 shortcut-free": [0], "v2": [1, 2],
+        "v2 shortcut-free": [2],
+    }
 
 
 @pytest.mark.slow
@@ -59,6 +71,7 @@ def test_cli_on_a_tiny_model_prints_a_table_and_writes_json(
     assert result["pool_size"] == 10
     assert result["recall_at_10"] == 1.0  # a pool of 10 puts every target in the top 10
     assert 0 <= result["ccpm_accuracy"] <= 1 and result["couplets_per_s"] > 0
+    assert result["subsets"]["v1"]["rows"] == 2 and "v1 (2): R@1 / R@10 / MRR" in table
 
 
 def test_missing_model_is_a_one_line_error(

@@ -10,12 +10,16 @@ import pytest
 
 from poemrag.errors import PoemragError
 from training.data import (
+    AUTHORED_PREFIX,
     TrainingDataError,
     Triplet,
     ccpm_triplets,
     check_positives,
+    data_group,
     dev_bucket,
     is_dev,
+    is_shortcut_free,
+    lint_authored,
     lint_triplets,
     load_ccpm_split,
     read_triplets,
@@ -142,6 +146,27 @@ def test_committed_triplets_do_not_copy_positives_or_repeat_anchors(
     assert errors == [], f"{len(errors)} problems:\n" + "\n".join(errors)
 
 
+def test_authored_rows_follow_the_stricter_rules() -> None:
+    ok = Triplet("加完班扒拉两口外卖，倒头就睡", "归来饱饭黄昏后，不脱蓑衣卧月明。", ("n",), "f:1", 7)
+    assert lint_authored(ok) == [] and data_group(ok) == "v2"
+    old = Triplet("今晚月亮好圆，想家了", "举头望明月，低头思故乡。", ("n",), "f:2")
+    assert data_group(old) == "v1"
+    assert lint_authored(old) == ["f:2: missing field 'positive_id'"]
+    assert is_shortcut_free(old)  # shares only 月
+    assert not is_shortcut_free(Triplet("抬头看明月", "举头望明月，低头思故乡。", ("n",)))
+    long = Triplet("好" * 81, "举头望明月，低头思故乡。", ("n",), "f:3", 1)
+    assert lint_authored(long) == ["f:3: message has 81 characters (allowed 8-80)"]
+
+
+def test_authored_files_pass_the_authoring_rules(committed_triplets: list[Triplet]) -> None:
+    authored = [t for t in committed_triplets if AUTHORED_PREFIX in t.where]
+    if not authored:
+        pytest.skip("no authored v2 files yet")
+    errors = [e for t in authored for e in lint_authored(t)]
+    assert errors == [], f"{len(errors)} problems:\n" + "\n".join(errors[:50])
+    assert all(data_group(t) == "v2" for t in authored)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_committed_positives_and_negatives_are_corpus_couplets(
@@ -149,13 +174,16 @@ def test_committed_positives_and_negatives_are_corpus_couplets(
 ) -> None:
     from poemrag.corpus import load_corpus
 
-    texts = {c.text for c in load_corpus(pinned_corpus).couplets()}
+    by_id = {c.id: c.text for c in load_corpus(pinned_corpus).couplets()}
+    texts = set(by_id.values())
     triplets = list(committed_triplets)
     for path in MINED_FILES:
         triplets += read_triplets(path)[0]
     errors = check_positives(triplets, texts)
     negatives = [Triplet(t.anchor, n, (), t.where) for t in triplets for n in t.negatives]
     errors += [e.replace("positive", "negative", 1) for e in check_positives(negatives, texts)]
+    errors += [f"{t.where}: positive_id {t.positive_id} is not the positive's point"
+               for t in triplets if t.positive_id is not None and by_id.get(t.positive_id) != t.positive]
     assert errors == [], f"{len(errors)} problems:\n" + "\n".join(errors)
 
 

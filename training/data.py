@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from poemrag.chinese import HAN_RE
 from poemrag.errors import PoemragError
 from training.ccpm import CcpmRow, read_ccpm
 
@@ -22,6 +23,18 @@ DEV_PERCENT = 10
 
 OVERLAP_RUN = 4
 """An anchor may not copy this many consecutive characters of its positive."""
+
+MAX_SHARED_CHARS = 3
+"""An authored (v2) message may share at most this many distinct characters with its couplet."""
+
+SHORTCUT_FREE_CHARS = 1
+"""Dev rows sharing at most this many characters with their couplet form the shortcut-free subset."""
+
+MESSAGE_CHARS = (8, 80)
+"""Shortest and longest authored (v2) message, in characters."""
+
+AUTHORED_PREFIX = "chat_v2_"
+"""File-name prefix of the authored v2 files (rows carry ``positive_id``, stricter checks)."""
 
 
 class TrainingDataError(PoemragError):
@@ -36,6 +49,8 @@ class Triplet:
     positive: str
     negatives: tuple[str, ...] = ()
     where: str = ""
+    positive_id: int | None = None
+    """Point id of the positive in the corpus collection, where the row records it."""
 
 
 def _negative_keys(row: dict[str, object]) -> list[str]:
@@ -66,7 +81,10 @@ def parse_triplet(line: str, where: str) -> Triplet:
         if not value.strip():
             raise TrainingDataError(f"{where}: field {key!r} is empty")
         values.append(value.strip())
-    return Triplet(values[0], values[1], tuple(values[2:]), where)
+    positive_id = row.get("positive_id")
+    if positive_id is not None and (not isinstance(positive_id, int) or positive_id < 0):
+        raise TrainingDataError(f"{where}: field 'positive_id' is not a point id")
+    return Triplet(values[0], values[1], tuple(values[2:]), where, positive_id)
 
 
 def read_triplets(path: Path, strict: bool = False) -> tuple[list[Triplet], list[str]]:
@@ -171,6 +189,44 @@ def shares_run(anchor: str, positive: str, run: int = OVERLAP_RUN) -> str | None
         if piece in anchor:
             return piece
     return None
+
+
+def han_chars(text: str) -> set[str]:
+    """The distinct Chinese characters of ``text``."""
+    return set(HAN_RE.findall(text))
+
+
+def shared_chars(anchor: str, positive: str) -> set[str]:
+    """Distinct Chinese characters of ``positive`` that also occur in ``anchor``."""
+    return han_chars(positive) & han_chars(anchor)
+
+
+def is_shortcut_free(t: Triplet) -> bool:
+    """True when the message shares at most :data:`SHORTCUT_FREE_CHARS` characters with its
+    couplet: a model can only find it by meaning."""
+    return len(shared_chars(t.anchor, t.positive)) <= SHORTCUT_FREE_CHARS
+
+
+def data_group(t: Triplet) -> str:
+    """``v2`` for authored rows that record their couplet's point id, ``v1`` for the rest."""
+    return "v1" if t.positive_id is None else "v2"
+
+
+def lint_authored(t: Triplet) -> list[str]:
+    """``file:line`` errors of the stricter rules for authored v2 rows."""
+    errors: list[str] = []
+    low, high = MESSAGE_CHARS
+    if not low <= len(t.anchor) <= high:
+        errors.append(f"{t.where}: message has {len(t.anchor)} characters (allowed {low}-{high})")
+    shared = shared_chars(t.anchor, t.positive)
+    if len(shared) > MAX_SHARED_CHARS:
+        errors.append(
+            f"{t.where}: message shares {len(shared)} characters with its couplet "
+            f"({''.join(sorted(shared))}; at most {MAX_SHARED_CHARS})"
+        )
+    if t.positive_id is None:
+        errors.append(f"{t.where}: missing field 'positive_id'")
+    return errors
 
 
 def lint_triplets(triplets: Iterable[Triplet]) -> list[str]:

@@ -16,14 +16,22 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from poemrag.errors import PoemragError
 from training.ccpm import CcpmRow, ccpm_accuracy
-from training.data import Triplet, load_ccpm_split, read_triplet_files, resolve_ccpm_dir, split_dev
+from training.data import (
+    Triplet,
+    data_group,
+    is_shortcut_free,
+    load_ccpm_split,
+    read_triplet_files,
+    resolve_ccpm_dir,
+    split_dev,
+)
 
 DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
 BATCH_SIZE = 64
@@ -45,6 +53,8 @@ class Report:
     dev_pairs: int
     pool_size: int
     couplets_per_s: float | None
+    subsets: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Recall@1/@10, MRR and row count per dev subset (see :func:`dev_subsets`)."""
 
 
 @dataclass
@@ -99,6 +109,18 @@ def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:
     }
 
 
+def dev_subsets(dev: Sequence[Triplet]) -> dict[str, list[int]]:
+    """Row indices of the reported dev subsets: the v1 and v2 files, and the shortcut-free rows
+    (the message shares at most one character with its couplet) overall and of v2."""
+    subsets: dict[str, list[int]] = {}
+    for i, t in enumerate(dev):
+        group = data_group(t)
+        names = [group] + (["shortcut-free", f"{group} shortcut-free"] if is_shortcut_free(t) else [])
+        for name in names:
+            subsets.setdefault(name, []).append(i)
+    return dict(sorted(subsets.items()))
+
+
 def evaluate(
     enc: Encoders,
     model: str,
@@ -127,6 +149,8 @@ def evaluate(
         metrics = retrieval_metrics(ranks)
         report.recall_at_1, report.recall_at_10 = metrics["recall_at_1"], metrics["recall_at_10"]
         report.mrr = metrics["mrr"]
+        for name, rows in dev_subsets(dev).items():
+            report.subsets[name] = {**retrieval_metrics(ranks[rows]), "rows": len(rows)}
     return report
 
 
@@ -145,6 +169,9 @@ def format_report(r: Report) -> str:
         (f"throughput (couplets/s, batch {BATCH_SIZE})",
          "-" if r.couplets_per_s is None else f"{r.couplets_per_s:.0f}"),
     ]
+    for name, m in r.subsets.items():
+        rows.append((f"  {name} ({int(m['rows'])}): R@1 / R@10 / MRR",
+                     f"{pct(m['recall_at_1'])} / {pct(m['recall_at_10'])} / {m['mrr']:.3f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -127,8 +127,10 @@ def mine(
             skipped += 1
             continue
         negatives = [*t.negatives, *picked]
+        provenance = {} if t.positive_id is None else {"positive_id": t.positive_id}
         rows.append({"anchor": t.anchor, "positive": t.positive,
-                     **{f"negative_{i}": x for i, x in enumerate(negatives, start=1)}})
+                     **{f"negative_{i}": x for i, x in enumerate(negatives, start=1)},
+                     **provenance})
     return rows, skipped
 
 
