@@ -95,3 +95,32 @@ def test_time_limit_saves_the_model_and_says_so_in_the_card(tmp_path: Path) -> N
                  "--output-dir", str(out), "--no-checkpoints"])
     assert code == 0 and (out / "model.safetensors").is_file()
     assert "1 of 5 (time limit)" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def test_ccpm_rows_can_be_limited_to_those_sharing_few_characters(tmp_path: Path) -> None:
+    from training.data import ccpm_triplets, load_ccpm_split, shared_chars
+    from training.train import load_training_data
+
+    ccpm = _made_up_ccpm(tmp_path / "ccpm")
+    rows = ccpm_triplets(load_ccpm_split(ccpm, "train"))
+    for limit, expected in ((None, len(rows)),
+                            (0, sum(not shared_chars(t.anchor, t.positive) for t in rows))):
+        args = SimpleNamespace(data=[], strict=False, ccpm_dir=ccpm, ccpm_max_shared=limit)
+        assert len(load_training_data(args).datasets["ccpm"]) == expected
+    assert 0 < expected < len(rows)
+
+
+def test_frozen_embeddings_stay_fixed(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    base = build_tiny_model(tmp_path / "tiny")
+    data = write_jsonl(tmp_path / "t.jsonl", made_up_triplets())
+    out = tmp_path / "out"
+    assert main(["--base", str(base), "--data", str(data), "--max-steps", "2", "--batch-size", "4",
+                 "--eval-steps", "0", "--freeze-embeddings", "--lr", "1e-2",
+                 "--output-dir", str(out), "--no-checkpoints"]) == 0
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    key = next(k for k in before if "word_embeddings" in k)
+    moved = next(k for k in before if "layer.0.attention.self.query.weight" in k)
+    assert (before[key] == after[key]).all() and not (before[moved] == after[moved]).all()
+    assert "| word embeddings | frozen |" in (out / "README.md").read_text(encoding="utf-8")

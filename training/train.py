@@ -42,6 +42,7 @@ from training.data import (
     load_ccpm_split,
     read_triplet_files,
     resolve_ccpm_dir,
+    shared_chars,
     split_dev,
 )
 from training.evaluators import CcpmEvaluator, chat_ir_evaluator
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"triplet JSONL files (default: {DEFAULT_DATA_GLOB})")
     p.add_argument("--ccpm-dir", type=Path, default=None,
                    help="train on CCPM train.jsonl from this folder (valid.jsonl for evaluation)")
+    p.add_argument("--ccpm-max-shared", type=int, default=None, metavar="N",
+                   help="train only on CCPM rows whose translation shares at most N distinct "
+                        "characters with the answer (default: all rows)")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="keep the word embeddings fixed (about a third faster CPU steps)")
     p.add_argument("--output-dir", type=Path, default=Path("artifacts/trained/run"))
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=128)
@@ -72,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate every N steps (< 1: share of the run); 0 = only at the end")
     p.add_argument("--no-eval", action="store_true", help="no evaluation at all")
     p.add_argument("--no-checkpoints", action="store_true", help="do not save checkpoints")
+    p.add_argument("--save-steps", type=float, default=0.25,
+                   help="save a checkpoint every N steps (< 1: share of the run)")
     p.add_argument("--strict", action="store_true", help="a malformed JSONL row is fatal")
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in OUTPUT_DIR/checkpoints")
@@ -197,7 +205,11 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     chat_train, chat_dev = split_dev(triplets)
     groups = group_by_negatives("chat", chat_train)
     if args.ccpm_dir is not None:
-        groups["ccpm"] = ccpm_triplets(load_ccpm_split(args.ccpm_dir, "train"))
+        ccpm = ccpm_triplets(load_ccpm_split(args.ccpm_dir, "train"))
+        limit = getattr(args, "ccpm_max_shared", None)
+        if limit is not None:
+            ccpm = [t for t in ccpm if len(shared_chars(t.anchor, t.positive)) <= limit]
+        groups["ccpm"] = ccpm
     datasets = {name: to_dataset(rows) for name, rows in groups.items() if rows}
     if not datasets:
         raise PoemragError("no training rows: pass --data FILE... and/or --ccpm-dir DIR")
@@ -243,7 +255,7 @@ def training_arguments(
         eval_strategy="steps" if evaluate and args.eval_steps > 0 else "no",
         eval_steps=args.eval_steps if args.eval_steps > 0 else None,
         save_strategy="no" if args.no_checkpoints else "steps",
-        save_steps=0.25,
+        save_steps=getattr(args, "save_steps", 0.25),
         save_total_limit=1,
         logging_steps=1 if short else 0.02,
         logging_first_step=True,
@@ -285,6 +297,9 @@ def card_info(
         "loss": "MultipleNegativesRankingLoss(scale=20, cosine)",
         "batch sampler": "NO_DUPLICATES (multi-dataset: proportional)",
         **card_info_hyper(args, trainer, model),
+        "CCPM rows": ("all" if getattr(args, "ccpm_max_shared", None) is None
+                      else f"translation shares <= {args.ccpm_max_shared} characters with the answer"),
+        "word embeddings": "frozen" if getattr(args, "freeze_embeddings", False) else "trained",
         "data files": ", ".join(str(p) for p in data.files) or "-",
     }
     return CardInfo(args.base, rows, hyper, {"query": query, "document": document},
@@ -312,6 +327,8 @@ def train(args: argparse.Namespace) -> Path:
     """Run one training; returns the output directory holding the model and its card."""
     data = load_training_data(args)
     model = load_base(args.base, args.max_seq_length)
+    if args.freeze_embeddings:
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     query_prompt, doc_prompt = model_prompts(model)
     columns = {c for ds in data.datasets.values() for c in ds.column_names}
     evaluators = [] if args.no_eval else build_evaluators(
