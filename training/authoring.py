@@ -12,9 +12,9 @@ A writer's raw file holds one ``{"id": point id, "anchor": message}`` per line, 
 ``"negative_id"`` (a couplet that shares words or imagery with the message but does not fit).
 ``check`` applies every rule (:func:`training.data.lint_authored`, one row per poem, no message
 written twice or from one template); ``build`` writes ``chat_v2_NN.jsonl`` triplets whose
-negative is the authored one or, failing that, the corpus couplet sharing the most (rarest)
-characters with the message outside the positive's poem: a surface match that does not fit,
-which counters the shared-character shortcut.
+negative is the authored one or, failing that, the regular five- or seven-character corpus
+couplet sharing the most (rarest) characters with the message outside the positive's poem: a
+surface match that (mostly) does not fit, which counters the shared-character shortcut.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ class LexicalIndex:
 
 def build_rows(rows: Sequence[RawRow], index: dict[int, IndexedCouplet]) -> list[dict[str, object]]:
     """Triplet rows with the positive's text and id and an authored or lexical negative."""
-    lexical = LexicalIndex(list(index.values()))
+    lexical = LexicalIndex([c for c in index.values() if QUOTABLE_RE.match(c.text)])
     out: list[dict[str, object]] = []
     for r in rows:
         c = index[r.id]
