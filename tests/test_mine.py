@@ -79,3 +79,27 @@ def test_store_pool_refuses_a_collection_of_another_model(tmp_path) -> None:
     assert pairs == [("江雪", "p1")] and vectors.shape == (1, 4)
     with pytest.raises(PoemragError, match="embedded with"):
         store_pool(tmp_path / "poems", str(tmp_path / "model-b"))
+
+
+def test_write_back_puts_mined_negatives_into_training_rows_only(tmp_path) -> None:
+    import json
+
+    from training.data import is_dev, read_triplets
+    from training.mine import own_negative_only, write_back
+
+    path = tmp_path / "chat_v2_01.jsonl"
+    train_anchor = next(f"想家{i}" for i in range(100) if not is_dev(f"想家{i}"))
+    rows = [{"anchor": train_anchor, "positive": "p", "negative": "n", "positive_id": 7,
+             "negative_1": "old mined"},
+            {"anchor": "另一条", "positive": "q", "negative": "m"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    triplets = own_negative_only(read_triplets(path)[0])
+    assert triplets[0].negatives == ("n",)
+    mined = [{"anchor": train_anchor, "positive": "p", "negative_1": "n", "negative_2": "x",
+              "negative_3": "y", "positive_id": 7}]
+    assert write_back([path], mined) == 1
+    back = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert back[0] == {"anchor": train_anchor, "positive": "p", "negative": "n", "positive_id": 7,
+                       "negative_1": "x", "negative_2": "y"}
+    assert back[1] == rows[1]
+    assert read_triplets(path)[0][0].negatives == ("n", "x", "y")

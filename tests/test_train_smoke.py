@@ -110,6 +110,20 @@ def test_ccpm_rows_can_be_limited_to_those_sharing_few_characters(tmp_path: Path
     assert 0 < expected < len(rows)
 
 
+def test_max_negatives_trims_chat_rows(tmp_path: Path) -> None:
+    from training.train import load_training_data
+
+    mined = write_jsonl(tmp_path / "mined.jsonl", [
+        {**{k: v for k, v in r.items() if k != "negative"}, "negative_1": r["negative"],
+         "negative_2": COUPLETS[(i + 7) % len(COUPLETS)]}
+        for i, r in enumerate(made_up_triplets())
+    ])
+    for most, columns in ((None, ["anchor", "positive", "negative_1", "negative_2"]),
+                          (1, ["anchor", "positive", "negative"])):
+        args = SimpleNamespace(data=[mined], strict=False, ccpm_dir=None, max_negatives=most)
+        assert load_training_data(args).datasets["chat"].column_names == columns
+
+
 def test_frozen_embeddings_stay_fixed(tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 

@@ -165,6 +165,8 @@ def test_authored_files_pass_the_authoring_rules(committed_triplets: list[Triple
     errors = [e for t in authored for e in lint_authored(t)]
     assert errors == [], f"{len(errors)} problems:\n" + "\n".join(errors[:50])
     assert all(data_group(t) == "v2" for t in authored)
+    # Held-out rows keep their one authored negative: nothing is mined for them.
+    assert all(len(t.negatives) == 1 for t in authored if is_dev(t.anchor))
 
 
 @pytest.mark.integration

@@ -7,7 +7,9 @@ model ranks highest become negatives, except: the positive itself and any couple
 positive's own poem, couplets sharing a 4-character run with the positive or too close to it
 (document cosine >= ``--max-similarity``), and, with ``--relative-margin``, candidates
 scoring within that margin of the positive (likely false negatives). Rows are written as
-``anchor, positive, negative_1 (the authored negative), negative_2..`` for ``--data``.
+``anchor, positive, negative_1 (the authored negative), negative_2..`` for ``--data``; or,
+with ``--write-back``, into the data files themselves: each training row keeps its own
+``negative`` and gets the mined ones as ``negative_1..n`` (rerunning replaces them).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import random
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +136,36 @@ def mine(
     return rows, skipped
 
 
+def _mined_key(key: str) -> bool:
+    return key.startswith("negative_") and key[9:].isdigit()
+
+
+def write_back(paths: Sequence[Path], rows: Sequence[dict[str, object]]) -> int:
+    """Put each mined row's new negatives into its source row as ``negative_1..n``, replacing
+    earlier mined ones; other rows and fields stay as they are. Returns the rows changed."""
+    mined = {str(r["anchor"]): [v for k, v in r.items() if _mined_key(k)][1:] for r in rows}
+    changed = 0
+    for path in paths:
+        out: list[str] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            extra = mined.get(str(obj.get("anchor", "")).strip())
+            if extra is not None:
+                obj = {k: v for k, v in obj.items() if not _mined_key(k)}
+                obj.update({f"negative_{i}": x for i, x in enumerate(extra, start=1)})
+                changed += 1
+            out.append(json.dumps(obj, ensure_ascii=False))
+        path.write_text("".join(line + "\n" for line in out), encoding="utf-8")
+    return changed
+
+
+def own_negative_only(triplets: Sequence[Triplet]) -> list[Triplet]:
+    """The rows with only their first (authored) negative: mined ones are mined anew."""
+    return [replace(t, negatives=t.negatives[:1]) for t in triplets]
+
+
 def store_pool(path: Path, model: str) -> tuple[list[tuple[str, str]], np.ndarray]:
     """(text, poem id) pairs and vectors of every point of an ingested Edge collection,
     refused unless it was embedded with ``model``."""
@@ -165,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, nargs="*", default=None,
                    help=f"chat triplet files (default {DEFAULT_DATA_GLOB})")
     p.add_argument("--output", type=Path, default=Path("artifacts/mined/chat_hard_negatives.jsonl"))
+    p.add_argument("--write-back", action="store_true",
+                   help="add the mined negatives to the --data files' own training rows "
+                        "(negative_1..n) instead of writing --output")
     p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
     p.add_argument("--store", type=Path, default=None,
                    help="an ingested Edge collection directory (e.g. $POEMRAG_DATA_DIR/qdrant/"
@@ -188,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
         train, dev = split_dev(read_triplet_files(files))
+        if args.write_back:
+            train = own_negative_only(train)
         emb = PoemEmbeddings(model=args.model, batch_size=64)
         vectors = None
         if args.store is not None:
@@ -203,10 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PoemragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    print(f"wrote {len(rows)} rows to {args.output} ({skipped} anchors without "
-          f"{cfg.num_negatives} usable candidates skipped, {len(dev)} dev anchors left out)")
+    if args.write_back:
+        changed = write_back(files, rows)
+        where = f"{changed} rows of {len(files)} data files"
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                               "utf-8")
+        where = f"{len(rows)} rows to {args.output}"
+    print(f"wrote {where} ({skipped} anchors without {cfg.num_negatives} usable candidates "
+          f"skipped, {len(dev)} dev anchors left out)")
     return 0
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ccpm-max-shared", type=int, default=None, metavar="N",
                    help="train only on CCPM rows whose translation shares at most N distinct "
                         "characters with the answer (default: all rows)")
+    p.add_argument("--max-negatives", type=int, default=None, metavar="N",
+                   help="use at most the first N negatives of each chat row (cheaper steps)")
     p.add_argument("--freeze-embeddings", action="store_true",
                    help="keep the word embeddings fixed (about a third faster CPU steps)")
     p.add_argument("--output-dir", type=Path, default=Path("artifacts/trained/run"))
@@ -203,6 +205,9 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
     triplets = read_triplet_files(files, strict=args.strict)
     chat_train, chat_dev = split_dev(triplets)
+    most = getattr(args, "max_negatives", None)
+    if most is not None:
+        chat_train = [replace(t, negatives=t.negatives[:most]) for t in chat_train]
     groups = group_by_negatives("chat", chat_train)
     if args.ccpm_dir is not None:
         ccpm = ccpm_triplets(load_ccpm_split(args.ccpm_dir, "train"))
@@ -300,6 +305,8 @@ def card_info(
         "CCPM rows": ("all" if getattr(args, "ccpm_max_shared", None) is None
                       else f"translation shares <= {args.ccpm_max_shared} characters with the answer"),
         "word embeddings": "frozen" if getattr(args, "freeze_embeddings", False) else "trained",
+        "negatives per chat row": ("all" if getattr(args, "max_negatives", None) is None
+                                   else f"at most {args.max_negatives}"),
         "data files": ", ".join(str(p) for p in data.files) or "-",
     }
     return CardInfo(args.base, rows, hyper, {"query": query, "document": document},
