@@ -42,6 +42,9 @@ def test_candidates_are_disjoint_one_per_poem_and_skip_famous_used_and_ritual_po
     assert set(poems) == {1, 3, 4, 7}
     assert not {c.id for c in slices[0]} & {c.id for c in slices[1]}
     assert deal_candidates(INDEX, 2, 10, {6}, seed=0) == slices
+    first = deal_candidates(INDEX, 1, 2, {6}, seed=0)[0]
+    later = deal_candidates(INDEX, 1, 2, {6}, seed=0, start=2)[0]
+    assert {c.poem_index for c in first} | {c.poem_index for c in later} == {1, 3, 4, 7}
 
 
 def test_shared_characters_count_distinct_chinese_characters_only() -> None:

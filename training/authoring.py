@@ -106,10 +106,12 @@ def is_quotable(c: IndexedCouplet) -> bool:
 
 
 def deal_candidates(
-    index: dict[int, IndexedCouplet], slices: int, per_slice: int, used_poems: set[int], seed: int
+    index: dict[int, IndexedCouplet], slices: int, per_slice: int, used_poems: set[int], seed: int,
+    start: int = 0,
 ) -> list[list[IndexedCouplet]]:
     """``slices`` disjoint lists of one seeded-random quotable couplet per poem, leaving out
-    唐诗三百首 and ``used_poems``."""
+    唐诗三百首 and ``used_poems``; ``start`` skips that many poems of the seeded order (a later
+    round with the same seed gets poems no earlier round had)."""
     by_poem: dict[int, list[IndexedCouplet]] = defaultdict(list)
     for c in index.values():
         if not c.famous and c.poem_index not in used_poems and is_quotable(c):
@@ -117,7 +119,7 @@ def deal_candidates(
     rng = random.Random(seed)
     poems = sorted(by_poem)
     rng.shuffle(poems)
-    picks = [rng.choice(by_poem[p]) for p in poems[: slices * per_slice]]
+    picks = [rng.choice(by_poem[p]) for p in poems[start : start + slices * per_slice]]
     return [picks[k::slices] for k in range(slices)]
 
 
@@ -307,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--slices", type=int, default=8)
     c.add_argument("--per-slice", type=int, default=4000)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--start", type=int, default=0,
+                   help="skip this many poems of the seeded order (the rounds before)")
     c.add_argument("--out", type=Path, required=True)
     k = sub.add_parser("check", help="check writers' raw files")
     k.add_argument("raw", type=Path, nargs="+")
@@ -337,8 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             by_text = {c.text: c.poem_index for c in index.values()}
             used = {by_text[t.positive] for t in existing if t.positive in by_text}
             args.out.mkdir(parents=True, exist_ok=True)
-            for k, part in enumerate(deal_candidates(index, args.slices, args.per_slice, used,
-                                                     args.seed), start=1):
+            parts = deal_candidates(index, args.slices, args.per_slice, used, args.seed,
+                                    args.start)
+            for k, part in enumerate(parts, start=1):
                 path = args.out / f"slice_{k}.jsonl"
                 path.write_text("".join(
                     json.dumps({"id": c.id, "text": c.text, "title": c.title, "author": c.author},
