@@ -33,6 +33,15 @@ def test_ranks_and_metrics() -> None:
     assert metrics["mrr"] == pytest.approx((1 + 0.5 + 0.5) / 3)
 
 
+def test_char_bm25_and_fused_ranks() -> None:
+    lexical = ev.char_bm25(["今晚明月好圆", "无关"], ["床前明月光", "春眠不觉晓", "明日复明日"])
+    assert lexical[0, 0] == 1.0 and lexical[0, 1] == 0.0 and 0 < lexical[0, 2] < 1
+    assert not lexical[1].any()
+    dense = np.array([[0.5, 0.6, 0.1]], dtype=np.float32)
+    assert ev.fused_ranks(dense, lexical[:1], [0], 0.0).tolist() == [1]
+    assert ev.fused_ranks(dense, lexical[:1], [0], 0.5).tolist() == [0]
+
+
 def test_dev_subsets_split_v1_v2_and_the_shortcut_free_rows() -> None:
     dev = [
         Triplet("今晚月亮好圆", "举头望明月，低头思故乡。", ("n",)),              # v1, shares 月
@@ -61,7 +70,7 @@ def test_cli_on_a_tiny_model_prints_a_table_and_writes_json(
     monkeypatch.setattr(ev, "corpus_couplet_texts", lambda source: COUPLETS * 2)
     out = tmp_path / "eval.json"
     code = ev.main([str(model), "--data", str(data), "--ccpm-dir", str(ccpm),
-                    "--pool-size", "10", "--json", str(out)])
+                    "--pool-size", "10", "--json", str(out), "--hybrid-weights", "0.1"])
     assert code == 0
     table = capsys.readouterr().out
     assert "CCPM valid accuracy (8 rows)" in table and "Recall@10" in table
@@ -72,6 +81,8 @@ def test_cli_on_a_tiny_model_prints_a_table_and_writes_json(
     assert result["recall_at_10"] == 1.0  # a pool of 10 puts every target in the top 10
     assert 0 <= result["ccpm_accuracy"] <= 1 and result["couplets_per_s"] > 0
     assert result["subsets"]["v1"]["rows"] == 2 and "v1 (2): R@1 / R@10 / MRR" in table
+    assert set(result["hybrid"]) == {"0", "0.1"}
+    assert result["hybrid"]["0"]["recall_at_1"] == result["recall_at_1"]
 
 
 def test_missing_model_is_a_one_line_error(

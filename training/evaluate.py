@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poemrag.chinese import HAN_RE
 from poemrag.errors import PoemragError
 from training.ccpm import CcpmRow, ccpm_accuracy
 from training.data import (
@@ -55,6 +56,9 @@ class Report:
     couplets_per_s: float | None
     subsets: dict[str, dict[str, float]] = field(default_factory=dict)
     """Recall@1/@10, MRR and row count per dev subset (see :func:`dev_subsets`)."""
+    hybrid: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Dense + ``weight`` x character BM25 (see :func:`char_bm25`): metrics of every dev row
+    and of the shortcut-free ones, per weight."""
 
 
 @dataclass
@@ -100,6 +104,40 @@ def target_ranks(queries: np.ndarray, pool: np.ndarray, targets: Sequence[int]) 
     return (scores > own[:, None]).sum(axis=1)
 
 
+def char_bm25(queries: Sequence[str], docs: Sequence[str], k1: float = 1.2,
+              b: float = 0.75) -> np.ndarray:
+    """BM25 over Chinese characters, ``[queries, docs]``, each row divided by its maximum: a
+    stand-in for a store's full-text index scored beside the dense one."""
+    doc_chars = [HAN_RE.findall(d) for d in docs]
+    lengths = np.array([len(c) for c in doc_chars], dtype=np.float32)
+    norm = k1 * (1 - b + b * lengths / max(float(lengths.mean()), 1e-9))
+    postings: dict[str, list[tuple[int, int]]] = {}
+    for row, chars in enumerate(doc_chars):
+        for ch in set(chars):
+            postings.setdefault(ch, []).append((row, chars.count(ch)))
+    n = len(docs)
+    weights = {}
+    for ch, plist in postings.items():
+        rows = np.array([r for r, _ in plist])
+        tf = np.array([t for _, t in plist], dtype=np.float32)
+        idf = np.log(1 + (n - len(plist) + 0.5) / (len(plist) + 0.5))
+        weights[ch] = (rows, idf * tf * (k1 + 1) / (tf + norm[rows]))
+    out = np.zeros((len(queries), n), dtype=np.float32)
+    for q, text in enumerate(queries):
+        for ch in set(HAN_RE.findall(text)) & weights.keys():
+            rows, w = weights[ch]
+            out[q, rows] += w
+    return out / np.maximum(out.max(axis=1, keepdims=True), 1e-9)
+
+
+def fused_ranks(dense: np.ndarray, lexical: np.ndarray, targets: Sequence[int],
+                weight: float) -> np.ndarray:
+    """0-based ranks of the targets under ``dense + weight * lexical`` scores."""
+    scores = dense + weight * lexical
+    own = scores[np.arange(len(targets)), list(targets)]
+    return (scores > own[:, None]).sum(axis=1)
+
+
 def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:
     """Recall@1, Recall@10 and MRR from 0-based target ranks."""
     return {
@@ -129,6 +167,7 @@ def evaluate(
     corpus_texts: Sequence[str],
     pool_size: int = 20_000,
     seed: int = 0,
+    hybrid_weights: Sequence[float] = (),
 ) -> Report:
     """Run all measurements with ``enc``; the pool encoding also gives the throughput."""
     report = Report(model, enc.backend, None, len(ccpm_rows), None, None, None, len(dev), 0, None)
@@ -149,8 +188,20 @@ def evaluate(
         metrics = retrieval_metrics(ranks)
         report.recall_at_1, report.recall_at_10 = metrics["recall_at_1"], metrics["recall_at_10"]
         report.mrr = metrics["mrr"]
-        for name, rows in dev_subsets(dev).items():
+        subsets = dev_subsets(dev)
+        for name, rows in subsets.items():
             report.subsets[name] = {**retrieval_metrics(ranks[rows]), "rows": len(rows)}
+        if hybrid_weights:
+            targets = [index[t.positive] for t in dev]
+            dense = _unit(enc.queries([t.anchor for t in dev])) @ _unit(pool_vecs).T
+            lexical = char_bm25([t.anchor for t in dev], pool)
+            free = subsets.get("shortcut-free", [])
+            for w in (0.0, *hybrid_weights):
+                fused = fused_ranks(dense, lexical, targets, w)
+                report.hybrid[f"{w:g}"] = {
+                    **retrieval_metrics(fused),
+                    **{f"free_{k}": v for k, v in retrieval_metrics(fused[free]).items()},
+                }
     return report
 
 
@@ -172,6 +223,11 @@ def format_report(r: Report) -> str:
     for name, m in r.subsets.items():
         rows.append((f"  {name} ({int(m['rows'])}): R@1 / R@10 / MRR",
                      f"{pct(m['recall_at_1'])} / {pct(m['recall_at_10'])} / {m['mrr']:.3f}"))
+    for w, m in r.hybrid.items():
+        rows.append((f"  dense + {w} x char BM25: R@1 / R@10 / MRR (shortcut-free)",
+                     (f"{pct(m['recall_at_1'])} / {pct(m['recall_at_10'])} / {m['mrr']:.3f} "
+                     f"({pct(m['free_recall_at_1'])} / {pct(m['free_recall_at_10'])} / "
+                     f"{m['free_mrr']:.3f})")))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -193,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
     p.add_argument("--pool-size", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hybrid-weights", type=float, nargs="*", default=(),
+                   help="also rank by dense + W x character BM25 for each W (0 = dense alone)")
     return p
 
 
@@ -208,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
         corpus = corpus_couplet_texts(args.corpus)
         report = evaluate(open_encoders(args.model), args.model, ccpm_rows, dev, corpus,
-                          pool_size=args.pool_size, seed=args.seed)
+                          pool_size=args.pool_size, seed=args.seed,
+                          hybrid_weights=args.hybrid_weights)
     except PoemragError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
