@@ -15,10 +15,10 @@ from typing import Any
 from poemrag.chinese import to_simplified
 from poemrag.cleaning import CleaningReport, clauses, clean_paragraph
 from poemrag.errors import CorpusError
+from poemrag.settings import LINES_PER_POEM
 from poemrag.sources import CorpusFiles, CorpusManifest, CorpusSource, fetch_tarball
 
 DYNASTY = "唐"
-LINES_PER_POEM = 1000
 
 
 def point_id(poem_index: int, line: int) -> int:

@@ -17,26 +17,27 @@ from typing import IO, Any, Self
 import numpy as np
 import qdrant_edge as qe
 
+from qdrant_client import models as m
+
 from poemrag.errors import StoreError
 from poemrag.store import (
     DISTANCE,
-    FULL_SCAN_THRESHOLD_KB,
-    HNSW_EF_CONSTRUCT,
+    HNSW,
     HNSW_EF_SEARCH,
-    HNSW_M,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
     MAX_POEM_LINES,
-    OVERSAMPLING,
-    QUANTILE,
-    TEXT_FIELD,
+    QUANTIZATION,
     VECTOR_NAME,
+    CollectionState,
+    FilterLike,
     Hit,
+    PointId,
     SearchFilter,
-    check_fingerprint,
-    check_vector_params,
+    check_collection,
     collection_summary,
     in_line_order,
+    payload_schemas,
+    search_params,
+    to_filter,
     to_hits,
 )
 
@@ -131,15 +132,29 @@ class EdgeStore:
     # -- collection ---------------------------------------------------------------------------
 
     @property
+    def label(self) -> str:
+        return f"the collection at {self.path}"
+
+    @property
     def model(self) -> str:
         """The encoder this collection was embedded with ("" if unknown or not created)."""
         return str(self._meta().get("model", "")) if self.exists() else ""
+
+    def state(self) -> CollectionState | None:
+        if not self.exists():
+            return None
+        meta = self._meta()
+        return CollectionState(
+            size=meta.get("size"), distance=meta.get("distance"),
+            fingerprint=str(meta.get("fingerprint", "")), model=str(meta.get("model", "")),
+        )
 
     def vector_size(self) -> int | None:
         return int(self._meta()["size"]) if self.exists() else None
 
     def model_fingerprint(self) -> str | None:
-        return str(self._meta().get("fingerprint", "")) if self.exists() else None
+        state = self.state()
+        return None if state is None else state.fingerprint
 
     def ensure_collection(
         self, dim: int, model: str = "", recreate: bool = False, fingerprint: str = ""
@@ -147,26 +162,13 @@ class EdgeStore:
         if recreate:
             self.drop()
         if self.exists():
-            meta = self._meta()
-            check_vector_params(f"the collection at {self.path}", meta.get("size"),
-                                meta.get("distance"), dim)
-            check_fingerprint(f"the collection at {self.path}", self.model_fingerprint(),
-                              fingerprint)
+            check_collection(self.label, self.state(), dim, fingerprint)
             return
         if self.path.exists():  # a shard without metadata: a create that died half-way
             shutil.rmtree(self.path)
         self._shard = qe.EdgeShard.create(str(self.path), _edge_config(dim))
-        for field in KEYWORD_FIELDS:
-            self._shard.update(
-                qe.UpdateOperation.create_field_index(field, qe.KeywordIndexParams())
-            )
-        for field in INTEGER_FIELDS:
-            params = qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=False)
-            self._shard.update(qe.UpdateOperation.create_field_index(field, params))
-        text = qe.TextIndexParams(
-            tokenizer=qe.TokenizerType.Multilingual, lowercase=True, enable_hnsw=False
-        )
-        self._shard.update(qe.UpdateOperation.create_field_index(TEXT_FIELD, text))
+        for key, schema in payload_schemas().items():
+            self._shard.update(qe.UpdateOperation.create_field_index(key, _edge_index(schema)))
         self._shard.flush()
         # Written last: its presence marks a complete collection.
         meta = {"size": dim, "distance": DISTANCE, "vector": VECTOR_NAME, "model": model,
@@ -201,17 +203,28 @@ class EdgeStore:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+    def existing_ids(self, ids: Sequence[PointId]) -> set[PointId]:
         if not ids:
             return set()
         records = self.shard.retrieve(list(ids), with_payload=False, with_vector=False)
-        return {int(r.id) for r in records}
+        return {h.id for h in to_hits(records)}
 
-    def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
+    def retrieve(self, ids: Sequence[PointId]) -> list[Hit]:
+        if not ids or not self.exists():
+            return []
+        return to_hits(self.shard.retrieve(list(ids), with_payload=True, with_vector=False))
+
+    def delete(self, ids: Sequence[PointId]) -> None:
+        if ids and self.exists():
+            self.shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def upsert(
+        self, ids: Sequence[PointId], vectors: np.ndarray, payloads: Sequence[dict]
+    ) -> None:
         # One tolist() for the whole batch rather than one per row (cheaper conversion).
         rows = np.asarray(vectors, dtype=np.float32).tolist()
         points = [
-            qe.Point(int(i), {VECTOR_NAME: vec}, payload)
+            qe.Point(i if isinstance(i, str) else int(i), {VECTOR_NAME: vec}, payload)
             for i, vec, payload in zip(ids, rows, payloads, strict=True)
         ]
         if points:
@@ -234,28 +247,33 @@ class EdgeStore:
         self,
         vector: Sequence[float],
         limit: int,
-        filter: SearchFilter | None = None,
+        filter: FilterLike = None,
         score_threshold: float | None = None,
         exact: bool = False,
+        with_vector: bool = False,
     ) -> list[Hit]:
+        params = search_params(self.hnsw_ef, exact)
+        quant = params.quantization
+        assert quant is not None
         request = qe.QueryRequest(
             limit=limit,
             query=qe.Query.Nearest(list(map(float, vector)), using=VECTOR_NAME),
-            filter=_edge_filter(filter),
+            filter=edge_filter(to_filter(filter)),
             with_payload=True,
+            with_vector=with_vector,
             score_threshold=score_threshold,
             params=qe.SearchParams(
-                hnsw_ef=self.hnsw_ef,
-                exact=exact,
+                hnsw_ef=params.hnsw_ef,
+                exact=bool(params.exact),
                 quantization=qe.QuantizationSearchParams(
-                    ignore=exact, rescore=True, oversampling=OVERSAMPLING
+                    ignore=quant.ignore, rescore=quant.rescore, oversampling=quant.oversampling
                 ),
             ),
         )
-        return to_hits(self.shard.query(request))
+        return to_hits(self.shard.query(request), with_vector=with_vector)
 
     def poem(self, poem_id: str) -> list[Hit]:
-        flt = _edge_filter(SearchFilter(poem_ids=[poem_id]))
+        flt = edge_filter(to_filter(SearchFilter(poem_ids=[poem_id])))
         records, _ = self.shard.scroll(
             qe.ScrollRequest(limit=MAX_POEM_LINES, filter=flt, with_payload=True, with_vector=False)
         )
@@ -263,7 +281,7 @@ class EdgeStore:
 
     def scroll_points(
         self, batch: int = 1024, with_vector: bool = True
-    ) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+    ) -> Iterator[tuple[PointId, Any, dict[str, Any]]]:
         """Yield (id, vector, payload) of every point, in id order (for copying to a server)."""
         offset = None
         while True:
@@ -276,13 +294,18 @@ class EdgeStore:
                 vector = (
                     r.vector[VECTOR_NAME] if with_vector and isinstance(r.vector, dict) else None
                 )
-                yield int(r.id), vector, dict(r.payload or {})
+                yield (r.id if isinstance(r.id, int) else str(r.id)), vector, dict(r.payload or {})
             if offset is None:
                 return
 
 
+# -- translation of the collection spec (qdrant-client models) into Qdrant Edge's --------------
+
+
 def _edge_config(dim: int) -> qe.EdgeConfig:
-    quant = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=QUANTILE, always_ram=True)
+    quant = qe.ScalarQuantizationConfig(
+        qe.ScalarType.Int8, quantile=QUANTIZATION.quantile, always_ram=QUANTIZATION.always_ram
+    )
     return qe.EdgeConfig(
         vectors={
             VECTOR_NAME: qe.EdgeVectorParams(
@@ -290,18 +313,66 @@ def _edge_config(dim: int) -> qe.EdgeConfig:
             )
         },
         hnsw_config=qe.HnswIndexConfig(
-            m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
+            m=HNSW.m, ef_construct=HNSW.ef_construct, full_scan_threshold=HNSW.full_scan_threshold
         ),
         quantization_config=quant,
     )
 
 
-def _edge_filter(flt: SearchFilter | None) -> qe.Filter | None:
-    if flt is None or flt.is_empty():
+def _edge_index(schema: Any) -> Any:
+    if isinstance(schema, m.KeywordIndexParams):
+        return qe.KeywordIndexParams()
+    if isinstance(schema, m.IntegerIndexParams):
+        return qe.IntegerIndexParams(
+            lookup=schema.lookup, range=schema.range, enable_hnsw=schema.enable_hnsw
+        )
+    if isinstance(schema, m.TextIndexParams):
+        return qe.TextIndexParams(
+            tokenizer=qe.TokenizerType.Multilingual, lowercase=schema.lowercase,
+            enable_hnsw=schema.enable_hnsw,
+        )
+    raise AssertionError(f"no Edge translation for {type(schema).__name__}")
+
+
+def _edge_match(match: Any) -> Any:
+    if isinstance(match, m.MatchValue):
+        return qe.MatchValue(match.value)
+    if isinstance(match, m.MatchAny):
+        return qe.MatchAny(list(match.any))
+    if isinstance(match, m.MatchExcept):
+        return qe.MatchExcept(list(match.except_))
+    if isinstance(match, m.MatchText):
+        return qe.MatchText(match.text)
+    raise StoreError(f"the embedded store cannot filter with {type(match).__name__}")
+
+
+def _edge_condition(cond: Any) -> Any:
+    if isinstance(cond, m.Filter):
+        return edge_filter(cond)
+    if isinstance(cond, m.FieldCondition):
+        if cond.range is not None:
+            r = cond.range
+            return qe.FieldCondition(
+                key=cond.key, range=qe.RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt)
+            )
+        if cond.match is not None:
+            return qe.FieldCondition(key=cond.key, match=_edge_match(cond.match))
+    if isinstance(cond, m.HasIdCondition):
+        return qe.HasIdCondition(set(cond.has_id))
+    if isinstance(cond, m.IsEmptyCondition):
+        return qe.IsEmptyCondition(cond.is_empty.key)
+    raise StoreError(f"the embedded store cannot filter with {type(cond).__name__}")
+
+
+def edge_filter(flt: m.Filter | None) -> qe.Filter | None:
+    """A qdrant-client ``Filter`` as Qdrant Edge's (field matches, ranges, ids, nesting)."""
+    if flt is None:
         return None
-    must: list[Any] = [
-        qe.FieldCondition(key=key, match=qe.MatchAny(values)) for key, values in flt.conditions()
-    ]
-    if flt.text:
-        must.append(qe.FieldCondition(key=TEXT_FIELD, match=qe.MatchText(flt.text)))
-    return qe.Filter(must=must)
+
+    def conds(items: Any) -> list[Any] | None:
+        if items is None:
+            return None
+        items = items if isinstance(items, list) else [items]
+        return [_edge_condition(c) for c in items]
+
+    return qe.Filter(must=conds(flt.must), should=conds(flt.should), must_not=conds(flt.must_not))

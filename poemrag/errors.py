@@ -18,3 +18,11 @@ class ModelError(PoemragError):
 
 class StoreError(PoemragError):
     """The vector store cannot be opened, is locked, or holds an incompatible collection."""
+
+
+class EmptyQueryError(PoemragError, ValueError):
+    """The query has no text to search for."""
+
+
+class SearchOptionError(PoemragError, ValueError):
+    """A per-call search option that the retriever does not know, or a bad value for one."""

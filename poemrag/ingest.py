@@ -18,7 +18,7 @@ from poemrag.batching import batched
 from poemrag.cli import run_cli
 from poemrag.corpus import Corpus, Couplet, load_corpus
 from poemrag.embeddings import PoemEmbeddings
-from poemrag.settings import Settings
+from poemrag.settings import UPSERT_BATCH, Settings
 from poemrag.store import PoemStore, check_same_model, open_store
 
 ID_CHECK_BATCH = 2048
@@ -65,7 +65,7 @@ def ingest(
     store: PoemStore,
     *,
     recreate: bool = False,
-    write_batch: int = 512,
+    write_batch: int = UPSERT_BATCH,
     progress: bool = True,
 ) -> IngestSummary:
     """Embed and write every couplet of ``corpus`` not yet in ``store``."""

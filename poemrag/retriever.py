@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,21 +10,25 @@ from langchain_core.callbacks import (
     CallbackManagerForRetrieverRun,
 )
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from poemrag.embeddings import PoemEmbeddings
-from poemrag.errors import PoemragError
+from poemrag.errors import EmptyQueryError, PoemragError, SearchOptionError
 from poemrag.settings import Settings
 from poemrag.store import Hit, PoemStore, SearchFilter, check_same_model, open_store
+from poemrag.vectorstore import PoemVectorStore, embedding_identity
+
+__all__ = ["EmptyQueryError", "PoemRetriever", "SearchOptionError", "clean_query"]
 
 MAX_QUERY_CHARS = 512
 """Longer messages are cut: the encoder reads at most 128 tokens anyway."""
-
-
-class EmptyQueryError(PoemragError, ValueError):
-    """The query has no text to search for."""
+MAX_FETCH = 1000
+"""Most candidates fetched when one-per-poem thins them out."""
+SEARCH_OPTIONS = ("k", "authors", "forms", "poem_tags", "score_threshold", "one_per_poem",
+                  "exact")
+"""What ``invoke(query, **options)`` and ``search_kwargs`` may set for one call."""
 
 
 def clean_query(query: str) -> str:
@@ -39,39 +42,57 @@ def clean_query(query: str) -> str:
 
 
 def hit_to_document(hit: Hit) -> Document:
-    """A search hit as a LangChain Document (couplet + metadata with ``score`` and ``id``)."""
+    """A search hit as the retriever's Document (couplet + metadata with ``score`` and ``id``)."""
     metadata = hit.metadata | {"score": hit.score, "id": hit.id}
     return Document(page_content=hit.text, metadata=metadata, id=str(hit.id))
 
 
 class PoemRetriever(BaseRetriever):
-    """Retrieves Tang couplets that fit a modern Chinese message.
+    """Retrieves Tang couplets that fit a modern Chinese message, one per poem.
 
     Build it from settings (``PoemRetriever.from_settings()``) or from explicit parts
-    (``PoemRetriever(embeddings=..., store=...)``). Results carry ``title``, ``author``,
-    ``poem_id``, ``line``, ``form``, ``tags``, ``score`` and ``id`` in their metadata.
+    (``PoemRetriever(embeddings=..., store=...)``; any LangChain ``Embeddings``). Results
+    carry ``title``, ``author``, ``poem_id``, ``line``, ``form``, ``tags``, ``score`` and
+    ``id`` in their metadata.
+
+    Every option can also be set for one call, ``retriever.invoke(msg, k=3, authors=["李白"])``,
+    or through ``search_kwargs`` (which ``configurable_fields`` can expose to a
+    ``RunnableConfig``). ``tags`` and ``metadata`` are LangChain's run tags and metadata
+    (tracing, callbacks); the poem-tag filter is ``poem_tags``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    embeddings: PoemEmbeddings
+    embeddings: Embeddings
     store: Any = Field(description="A PoemStore (embedded Edge or Qdrant server).")
     k: int = Field(default=4, ge=1, le=100)
     score_threshold: float | None = None
     authors: Sequence[str] = ()
     forms: Sequence[str] = ()
-    tags: Sequence[str] = ()
+    poem_tags: Sequence[str] = ()
     one_per_poem: bool = True
     exact: bool = False
+    search_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Options applied to every call (see SEARCH_OPTIONS)."
+    )
 
-    # The Edge engine is not documented as thread-safe: one search at a time per store.
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _vectorstore: PoemVectorStore = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Built without the model check: from_settings checks, and a store given by hand is
+        # the caller's (a PoemVectorStore checks when built directly).
+        self._vectorstore = PoemVectorStore(self.store, self.embeddings, check=False)
+        _options(self, self.search_kwargs)  # reject unknown keys now
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> PoemRetriever:
         """Open the configured encoder and store (``POEMRAG_*`` settings)."""
         settings = settings or Settings()
-        embeddings = kwargs.pop("embeddings", None) or PoemEmbeddings.from_settings(settings)
+        embeddings = kwargs.pop("embeddings", None)
+        if embeddings is None:
+            from poemrag.embeddings import PoemEmbeddings
+
+            embeddings = PoemEmbeddings.from_settings(settings)
         given: PoemStore | None = kwargs.pop("store", None)
         store = given or open_store(settings)
         try:
@@ -82,50 +103,83 @@ class PoemRetriever(BaseRetriever):
             raise
         return cls(embeddings=embeddings, store=store, **kwargs)
 
-    def _filter(self) -> SearchFilter:
-        return SearchFilter(authors=self.authors, forms=self.forms, tags=self.tags)
+    @property
+    def vectorstore(self) -> PoemVectorStore:
+        """The LangChain vector store this retriever searches (shares its lock)."""
+        return self._vectorstore
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        """Scored hits for ``query`` (at most one per poem unless ``one_per_poem`` is off)."""
-        k = k or self.k
-        vector = self.embeddings.encode_queries([clean_query(query)])[0]
-        fetch = k * 4 if self.one_per_poem else k
+    def close(self) -> None:
+        """Release the store's files, lock and connections."""
+        self.store.close()
+
+    def __enter__(self) -> PoemRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def search(self, query: str, k: int | None = None, **options: Any) -> list[Hit]:
+        """Scored hits for ``query`` (at most one per poem unless ``one_per_poem`` is off);
+        ``options`` (see ``SEARCH_OPTIONS``) override the retriever's for this call."""
+        if k is not None:
+            options["k"] = k
+        opts = _options(self, self.search_kwargs | options)
+        k = opts["k"]
+        flt = SearchFilter(authors=opts["authors"], forms=opts["forms"], tags=opts["poem_tags"])
+        text = clean_query(query)
+        vs = self._vectorstore
+        encode = getattr(self.embeddings, "encode_queries", None)
+        vector = encode([text])[0] if encode else self.embeddings.embed_query(text)
+        fetch = k * 4 if opts["one_per_poem"] else k
         while True:
-            with self._lock:
-                hits = self.store.search(
-                    vector, fetch, self._filter(), self.score_threshold, exact=self.exact
-                )
-            chosen = _one_per_poem(hits, k) if self.one_per_poem else hits[:k]
-            if len(chosen) >= k or len(hits) < fetch or fetch >= 1000:
+            hits = vs._search(vector, fetch, flt, opts["score_threshold"], exact=opts["exact"])
+            chosen = _one_per_poem(hits, k) if opts["one_per_poem"] else hits[:k]
+            if len(chosen) >= k or len(hits) < fetch or fetch >= MAX_FETCH:
                 return chosen
             fetch *= 4
 
     def full_poem(self, hit: Document | Hit | str) -> list[Document]:
         """Every stored couplet of the poem a hit belongs to (or of a poem id), in order."""
         poem_id = hit if isinstance(hit, str) else hit.metadata["poem_id"]
-        with self._lock:
+        with self._vectorstore._lock:
             return [hit_to_document(h) for h in self.store.poem(poem_id)]
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **options: Any
     ) -> list[Document]:
-        return [hit_to_document(h) for h in self.search(query, k)]
+        return [hit_to_document(h) for h in self.search(query, **options)]
 
     async def _aget_relevant_documents(
         self,
         query: str,
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
-        k: int | None = None,
+        **options: Any,
     ) -> list[Document]:
-        hits = await run_in_executor(None, self.search, query, k)
+        hits = await run_in_executor(None, lambda: self.search(query, **options))
         return [hit_to_document(h) for h in hits]
 
 
-def check_store(store: PoemStore, embeddings: PoemEmbeddings, collection: str) -> None:
+def _options(retriever: PoemRetriever, given: dict[str, Any]) -> dict[str, Any]:
+    """The retriever's options with ``given`` applied; unknown names are refused."""
+    unknown = sorted(set(given) - set(SEARCH_OPTIONS))
+    if unknown:
+        raise SearchOptionError(
+            f"unknown search option {unknown[0]!r}; use one of {', '.join(SEARCH_OPTIONS)}"
+        )
+    opts = {name: getattr(retriever, name) for name in SEARCH_OPTIONS} | given
+    if not isinstance(opts["k"], int) or not 1 <= opts["k"] <= 100:
+        raise SearchOptionError(f"k must be an integer from 1 to 100, not {opts['k']!r}")
+    for name in ("authors", "forms", "poem_tags"):
+        if isinstance(opts[name], str):
+            opts[name] = [opts[name]]
+    return opts
+
+
+def check_store(store: PoemStore, embeddings: Embeddings, collection: str) -> None:
     """Refuse a missing collection, or one embedded by another model (size or weights)."""
-    check_same_model(store, embeddings.dimension, embeddings.fingerprint,
-                     f"collection {collection!r}", must_exist=True)
+    dim, fingerprint = embedding_identity(embeddings)
+    check_same_model(store, dim, fingerprint, f"collection {collection!r}", must_exist=True)
 
 
 def _one_per_poem(hits: list[Hit], k: int) -> list[Hit]:

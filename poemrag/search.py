@@ -30,18 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     query = clean_query(args.query)  # reject an empty query before loading anything
-    retriever = PoemRetriever.from_settings(
-        Settings(),
-        k=max(1, args.k),
-        authors=args.author,
-        forms=args.form,
-        tags=args.tag,
-        one_per_poem=not args.all_lines,
-    )
-    try:
-        hits = retriever.search(query)
-    finally:
-        retriever.store.close()
+    with PoemRetriever.from_settings(Settings()) as retriever:
+        hits = retriever.search(
+            query,
+            k=max(1, args.k),
+            authors=args.author,
+            forms=args.form,
+            poem_tags=args.tag,
+            one_per_poem=not args.all_lines,
+        )
     for rank, hit in enumerate(hits, 1):
         meta = hit.metadata
         if args.json:

@@ -24,23 +24,23 @@ from poemrag.errors import StoreError
 from poemrag.settings import Settings
 from poemrag.store import (
     DISTANCE,
-    FULL_SCAN_THRESHOLD_KB,
-    HNSW_EF_CONSTRUCT,
+    HNSW,
     HNSW_EF_SEARCH,
-    HNSW_M,
-    INTEGER_FIELDS,
-    KEYWORD_FIELDS,
     MAX_POEM_LINES,
-    OVERSAMPLING,
-    QUANTILE,
-    TEXT_FIELD,
+    QUANTIZATION,
+    UPSERT_BATCH,
     VECTOR_NAME,
+    CollectionState,
+    FilterLike,
     Hit,
+    PointId,
     SearchFilter,
-    check_fingerprint,
-    check_vector_params,
+    check_collection,
     collection_summary,
     in_line_order,
+    payload_schemas,
+    search_params,
+    to_filter,
     to_hits,
 )
 
@@ -75,7 +75,7 @@ class ServerStore:
         *,
         retries: int | None = None,
         backoff_s: float | None = None,
-        batch_size: int = 512,
+        batch_size: int = UPSERT_BATCH,
         hnsw_ef: int = HNSW_EF_SEARCH,
     ) -> None:
         self.client = client
@@ -168,44 +168,46 @@ class ServerStore:
             )
         return vectors[VECTOR_NAME]
 
+    @property
+    def label(self) -> str:
+        return f"collection {self.collection!r} on {self.where}"
+
+    def state(self, info: m.CollectionInfo | None = None) -> CollectionState | None:
+        info = info or self._info()
+        params = self._vector_params(info)
+        if info is None or params is None:
+            return None
+        meta = info.config.metadata or {}
+        return CollectionState(
+            size=int(params.size), distance=params.distance.value,
+            fingerprint=str(meta.get(FINGERPRINT_KEY, "")), model=str(meta.get(MODEL_KEY, "")),
+        )
+
     def vector_size(self) -> int | None:
         params = self._vector_params()
         return None if params is None else int(params.size)
 
     def model_fingerprint(self, info: m.CollectionInfo | None = None) -> str | None:
-        info = info or self._info()
-        return None if info is None else str((info.config.metadata or {}).get(FINGERPRINT_KEY, ""))
+        state = self.state(info)
+        return None if state is None else state.fingerprint
 
     def ensure_collection(
         self, dim: int, model: str = "", recreate: bool = False, fingerprint: str = ""
     ) -> None:
         if recreate and self._call(self.client.collection_exists, self.collection):
             self._call(self.client.delete_collection, self.collection)
-        info = self._info()
-        params = self._vector_params(info)
-        if params is not None:
-            check_vector_params(f"collection {self.collection!r} on {self.where}",
-                                params.size, params.distance.value, dim)
-            check_fingerprint(f"collection {self.collection!r} on {self.where}",
-                              self.model_fingerprint(info), fingerprint)
+        state = self.state()
+        if state is not None:
+            check_collection(self.label, state, dim, fingerprint)
             self._create_indexes()  # those a create that died half-way did not make
             return
-        quant = m.ScalarQuantization(
-            scalar=m.ScalarQuantizationConfig(
-                type=m.ScalarType.INT8, quantile=QUANTILE, always_ram=True
-            )
-        )
         try:
             self._call(
                 self.client.create_collection,
                 self.collection,
                 vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
-                hnsw_config=m.HnswConfigDiff(
-                    m=HNSW_M,
-                    ef_construct=HNSW_EF_CONSTRUCT,
-                    full_scan_threshold=FULL_SCAN_THRESHOLD_KB,
-                ),
-                quantization_config=quant,
+                hnsw_config=HNSW,
+                quantization_config=m.ScalarQuantization(scalar=QUANTIZATION),
                 metadata=({MODEL_KEY: model} if model else {})
                 | ({FINGERPRINT_KEY: fingerprint} if fingerprint else {}) or None,
             )
@@ -233,23 +235,34 @@ class ServerStore:
     def check_free_space(self, points: int, dim: int) -> None:
         """The server manages its own disk."""
 
-    def existing_ids(self, ids: Sequence[int]) -> set[int]:
+    def existing_ids(self, ids: Sequence[PointId]) -> set[PointId]:
         if not ids:
             return set()
         records = self._call(
             self.client.retrieve, self.collection, list(ids), with_payload=False, with_vectors=False
         )
-        return {int(r.id) for r in records}
+        return {h.id for h in to_hits(records)}
+
+    def retrieve(self, ids: Sequence[PointId]) -> list[Hit]:
+        if not ids or not self._call(self.client.collection_exists, self.collection):
+            return []
+        return to_hits(self._call(self.client.retrieve, self.collection, list(ids),
+                                  with_payload=True, with_vectors=False))
+
+    def delete(self, ids: Sequence[PointId]) -> None:
+        if ids and self._call(self.client.collection_exists, self.collection):
+            self._call(self.client.delete, self.collection,
+                       points_selector=m.PointIdsList(points=list(ids)), wait=True)
 
     def upsert(
         self,
-        ids: Sequence[int],
+        ids: Sequence[PointId],
         vectors: np.ndarray | Sequence[Sequence[float]],
         payloads: Sequence[dict],
     ) -> None:
         """Write points in requests of at most ``batch_size`` (a 1792-d point is ~20 kB of JSON)."""
         points = [
-            m.PointStruct(id=int(i), vector={VECTOR_NAME: _floats(vec)}, payload=payload)
+            m.PointStruct(id=i if isinstance(i, str) else int(i), vector={VECTOR_NAME: _floats(vec)}, payload=payload)
             for i, vec, payload in zip(ids, vectors, payloads, strict=True)
         ]
         for batch in batched(points, self.batch_size):
@@ -273,9 +286,10 @@ class ServerStore:
         self,
         vector: Sequence[float],
         limit: int,
-        filter: SearchFilter | None = None,
+        filter: FilterLike = None,
         score_threshold: float | None = None,
         exact: bool = False,
+        with_vector: bool = False,
     ) -> list[Hit]:
         response = self._call(
             self.client.query_points,
@@ -283,24 +297,19 @@ class ServerStore:
             query=[float(x) for x in vector],
             using=VECTOR_NAME,
             limit=limit,
-            query_filter=server_filter(filter),
+            query_filter=to_filter(filter),
             score_threshold=score_threshold,
             with_payload=True,
-            search_params=m.SearchParams(
-                hnsw_ef=self.hnsw_ef,
-                exact=exact,
-                quantization=m.QuantizationSearchParams(
-                    ignore=exact, rescore=True, oversampling=OVERSAMPLING
-                ),
-            ),
+            with_vectors=[VECTOR_NAME] if with_vector else False,
+            search_params=search_params(self.hnsw_ef, exact),
         )
-        return to_hits(response.points)
+        return to_hits(response.points, with_vector=with_vector)
 
     def poem(self, poem_id: str) -> list[Hit]:
         records, _ = self._call(
             self.client.scroll,
             self.collection,
-            scroll_filter=server_filter(SearchFilter(poem_ids=[poem_id])),
+            scroll_filter=to_filter(SearchFilter(poem_ids=[poem_id])),
             limit=MAX_POEM_LINES,
             with_payload=True,
         )
@@ -308,7 +317,7 @@ class ServerStore:
 
     def scroll_points(
         self, batch: int = 256, with_vector: bool = True
-    ) -> Iterator[tuple[int, Any, dict]]:
+    ) -> Iterator[tuple[PointId, Any, dict]]:
         """Yield (id, vector, payload) of every point."""
         offset = None
         while True:
@@ -322,38 +331,14 @@ class ServerStore:
             )
             for r in records:
                 vector = r.vector.get(VECTOR_NAME) if isinstance(r.vector, dict) else None
-                yield int(r.id), vector, dict(r.payload or {})
+                yield (r.id if isinstance(r.id, int) else str(r.id)), vector, dict(r.payload or {})
             if offset is None:
                 return
 
 
-def payload_schemas() -> dict[str, Any]:
-    """Payload index schema per field, as qdrant-client models (same layout as the Edge store)."""
-    schemas: dict[str, Any] = {
-        field: m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD) for field in KEYWORD_FIELDS
-    }
-    for field in INTEGER_FIELDS:
-        schemas[field] = m.IntegerIndexParams(
-            type=m.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=False
-        )
-    schemas[TEXT_FIELD] = m.TextIndexParams(
-        type=m.TextIndexType.TEXT,
-        tokenizer=m.TokenizerType.MULTILINGUAL,
-        lowercase=True,
-        enable_hnsw=False,
-    )
-    return schemas
-
-
-def server_filter(flt: SearchFilter | None) -> m.Filter | None:
-    if flt is None or flt.is_empty():
-        return None
-    must: list[Any] = [
-        m.FieldCondition(key=key, match=m.MatchAny(any=values)) for key, values in flt.conditions()
-    ]
-    if flt.text:
-        must.append(m.FieldCondition(key=TEXT_FIELD, match=m.MatchText(text=flt.text)))
-    return m.Filter(must=must)
+def server_filter(flt: FilterLike) -> m.Filter | None:
+    """The filter as sent to the server (the spec's own Qdrant ``Filter``)."""
+    return to_filter(flt)
 
 
 def safe_url(url: str) -> str:

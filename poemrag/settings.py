@@ -14,6 +14,14 @@ PACKAGED_MODEL_DIR = MODELS_DIR / "poemrag-zh-1792"
 """The default encoder shipped inside the package (int8 ONNX, 1792-d, cosine)."""
 
 
+LINES_PER_POEM = 1000
+"""Point ids are ``poem_index * LINES_PER_POEM + line`` (no Tang poem has 1000 paragraphs)."""
+UPSERT_BATCH = 512
+"""Default points per store write (``POEMRAG_UPSERT_BATCH_SIZE``)."""
+HNSW_EF_SEARCH = 128
+"""Default HNSW search breadth (``POEMRAG_HNSW_EF``)."""
+
+
 def resolve_model(model: str) -> str:
     """``model`` itself, or for the folder name of a packaged model (``poemrag-zh-1792``,
     ``poemrag-zh-1792-fast``) that is not also a local path, that model's directory."""
@@ -55,9 +63,9 @@ class Settings(BaseSettings):
         "unset = onnx for a directory holding model.onnx, else torch.",
     )
     batch_size: int = Field(default=64, ge=1, description="Texts per embedding batch.")
-    upsert_batch_size: int = Field(default=512, ge=1, description="Points per store write.")
+    upsert_batch_size: int = Field(default=UPSERT_BATCH, ge=1, description="Points per store write.")
     hnsw_ef: int = Field(
-        default=128,
+        default=HNSW_EF_SEARCH,
         ge=1,
         description="HNSW search breadth: higher finds more of the exact top-k, more slowly.",
     )

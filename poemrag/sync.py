@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from tqdm import tqdm
 
 from poemrag.batching import batched
@@ -20,7 +21,7 @@ from poemrag.edge_store import EdgeStore
 from poemrag.errors import StoreError
 from poemrag.server_store import ServerStore
 from poemrag.settings import Settings
-from poemrag.store import DISTANCE
+from poemrag.store import DISTANCE, UPSERT_BATCH, CollectionState, PoemStore, check_collection
 
 
 @dataclass
@@ -41,53 +42,49 @@ class SyncSummary:
         )
 
 
-def check_target(edge: EdgeStore, server: ServerStore, recreate: bool) -> int:
-    """The vector size to copy; refuses a server collection made for other vectors."""
-    size = edge.vector_size()
-    if size is None:
-        raise StoreError(f"no collection at {edge.path}: run `python -m poemrag.ingest` first")
-    if recreate:
-        return size
-    existing = server.vector_size()
-    if existing is not None and existing != size:
-        raise StoreError(
-            f"collection {server.collection!r} on {server.where} holds {existing}-d vectors but "
-            f"the embedded store holds {size}-d vectors; rerun with --recreate to replace it"
-        )
-    return size
+def check_target(src: PoemStore, dst: PoemStore, recreate: bool) -> CollectionState:
+    """The source collection's state; refuses a target made for other vectors or weights."""
+    state = src.state()
+    check_collection(src.label, state, None, must_exist=True)
+    assert state is not None and state.size is not None
+    if not recreate:
+        check_collection(dst.label, dst.state(), state.size, state.fingerprint,
+                         fix="rerun with --recreate to replace it")
+    return state
 
 
 def sync(
-    edge: EdgeStore,
-    server: ServerStore,
+    src: PoemStore,
+    dst: PoemStore,
     *,
     recreate: bool = False,
-    batch_size: int = 512,
+    batch_size: int = UPSERT_BATCH,
     progress: bool = True,
 ) -> SyncSummary:
-    """Copy every point of ``edge`` that ``server`` does not hold yet."""
+    """Copy every point of ``src`` that ``dst`` does not hold yet (any two stores: Edge to
+    server, server to Edge, or server to server)."""
     started = time.perf_counter()
-    size = check_target(edge, server, recreate)
-    server.ensure_collection(size, model=edge.model, recreate=recreate,
-                             fingerprint=edge.model_fingerprint() or "")
-    summary = SyncSummary(source_points=edge.count())
+    state = check_target(src, dst, recreate)
+    dst.ensure_collection(state.size or 0, model=state.model, recreate=recreate,
+                          fingerprint=state.fingerprint)
+    summary = SyncSummary(source_points=src.count())
     with tqdm(
         total=summary.source_points, unit="point", desc="syncing", disable=not progress
     ) as bar:
-        for chunk in batched(edge.scroll_points(batch=batch_size), batch_size):
-            there = server.existing_ids([pid for pid, _, _ in chunk])
+        for chunk in batched(src.scroll_points(batch=batch_size), batch_size):
+            there = dst.existing_ids([pid for pid, _, _ in chunk])
             todo = [p for p in chunk if p[0] not in there]
             if todo:
-                server.upsert(
+                dst.upsert(
                     [pid for pid, _, _ in todo],
-                    [vector for _, vector, _ in todo],
+                    np.asarray([vector for _, vector, _ in todo], dtype=np.float32),
                     [payload for _, _, payload in todo],
                 )
             summary.already_there += len(chunk) - len(todo)
             summary.copied += len(todo)
             bar.update(len(chunk))
-    server.finish()
-    summary.points_on_server = server.count()
+    dst.finish()
+    summary.points_on_server = dst.count()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -118,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         raise StoreError("--batch-size must be at least 1")
     edge = EdgeStore(settings.store_path)
     try:
-        if not edge.exists():
-            raise StoreError(f"no collection at {edge.path}: run `python -m poemrag.ingest` first")
+        check_collection(edge.label, edge.state(), None, must_exist=True)
         server = ServerStore.connect(settings)
         server.batch_size = batch
         try:

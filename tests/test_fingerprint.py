@@ -14,7 +14,7 @@ from poemrag.errors import PoemragError, StoreError
 from poemrag.fingerprint import model_fingerprint
 from poemrag.retriever import PoemRetriever
 from poemrag.settings import Settings
-from poemrag.store import check_fingerprint
+from poemrag.store import CollectionState, check_collection
 
 FIXTURE = Path(__file__).parent / "fixtures" / "corpus"
 
@@ -51,14 +51,22 @@ def test_fingerprint_covers_sentence_transformers_modules(tmp_path: Path, tiny_s
     assert model_fingerprint(str(copy)) != before
 
 
-def test_check_fingerprint_refuses_other_and_unrecorded_weights() -> None:
-    check_fingerprint("c", None, "a" * 16)  # no collection yet
-    check_fingerprint("c", "a" * 16, "a" * 16)
-    check_fingerprint("c", "b" * 16, "")  # nothing to compare with
+def test_check_collection_refuses_other_and_unrecorded_weights() -> None:
+    def state(fp: str) -> CollectionState:
+        return CollectionState(size=4, distance="Cosine", fingerprint=fp)
+
+    check_collection("c", None, 4, "a" * 16)  # no collection yet
+    check_collection("c", state("a" * 16), 4, "a" * 16)
+    check_collection("c", state("b" * 16), 4, "")  # nothing to compare with
+    check_collection("c", state("b" * 16), None, "b" * 16)  # size unknown: only weights
     for recorded in ("b" * 16, ""):
         with pytest.raises(StoreError, match="--recreate") as err:
-            check_fingerprint("the collection", recorded, "a" * 16)
+            check_collection("the collection", state(recorded), 4, "a" * 16)
         assert "\n" not in str(err.value)
+    with pytest.raises(StoreError, match="c holds 4-d Cosine vectors but the model makes 8-d"):
+        check_collection("c", state("a" * 16), 8, "a" * 16)
+    with pytest.raises(StoreError, match="c does not exist: run `python -m poemrag.ingest`"):
+        check_collection("c", None, 4, must_exist=True)
 
 
 def test_edge_store_records_and_checks_the_fingerprint(tmp_path: Path) -> None:

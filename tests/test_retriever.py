@@ -9,8 +9,12 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import ConfigurableField
+
+from poemrag import PoemRetriever, SearchOptionError
 from poemrag.errors import StoreError
-from poemrag.retriever import EmptyQueryError, PoemRetriever, clean_query
+from poemrag.retriever import EmptyQueryError, clean_query
 
 QUERY = "一个人在外地过中秋，特别想家"
 
@@ -44,7 +48,7 @@ def test_filters_and_threshold(retriever: PoemRetriever) -> None:
     assert {d.metadata["author"] for d in libai} == {"李白"}
     qiyan = retriever.model_copy(update={"forms": ["七言"]}).invoke(QUERY)
     assert qiyan and all(d.metadata["form"] == "七言" for d in qiyan)
-    homesick = retriever.model_copy(update={"tags": ["思乡"]}).invoke(QUERY)
+    homesick = retriever.model_copy(update={"poem_tags": ["思乡"]}).invoke(QUERY)
     assert homesick and all("思乡" in d.metadata["tags"] for d in homesick)
     top = retriever.invoke(QUERY)[0].metadata["score"]
     strict = retriever.model_copy(update={"score_threshold": top + 1e-4}).invoke(QUERY)
@@ -52,11 +56,102 @@ def test_filters_and_threshold(retriever: PoemRetriever) -> None:
 
 
 def test_full_poem_in_line_order(retriever: PoemRetriever) -> None:
-    hit = retriever.model_copy(update={"authors": ["李白"], "tags": ["饮酒"]}).invoke("喝酒")[0]
+    hit = retriever.invoke("喝酒", authors=["李白"], poem_tags=["饮酒"])[0]
     poem = retriever.full_poem(hit)
     assert [d.metadata["line"] for d in poem] == list(range(7))
     assert poem[0].page_content == "花间一壶酒，独酌无相亲。"
     assert retriever.full_poem(hit.metadata["poem_id"]) == poem
+
+
+def test_per_call_options_match_a_retriever_built_with_them(retriever: PoemRetriever) -> None:
+    """One retriever serves every message: filters, k and threshold can change per call."""
+    for options in ({"authors": ["李白"]}, {"forms": ["七言"], "k": 2}, {"poem_tags": ["思乡"]},
+                    {"authors": "李白", "poem_tags": ["饮酒"], "k": 1}):
+        built = retriever.model_copy(update=options).invoke(QUERY)
+        assert retriever.invoke(QUERY, **options) == built and built
+    libai = retriever.invoke(QUERY, authors=["李白"])
+    assert {d.metadata["author"] for d in libai} == {"李白"}
+    anyone = retriever.invoke(QUERY)  # the next message: any poet again
+    assert len({d.metadata["author"] for d in anyone}) > 1
+    top = anyone[0].metadata["score"]
+    assert retriever.invoke(QUERY, score_threshold=top + 1e-4) == []
+    strict = retriever.model_copy(update={"score_threshold": top + 1e-4})
+    assert strict.invoke(QUERY, score_threshold=None) == anyone
+
+
+def test_per_call_options_async(retriever: PoemRetriever) -> None:
+    async def run() -> list[Document]:
+        return await retriever.ainvoke(QUERY, k=2, authors=["李白"])
+
+    docs = asyncio.run(run())
+    assert docs == retriever.invoke(QUERY, k=2, authors=["李白"])
+    assert len(docs) == 2 and {d.metadata["author"] for d in docs} == {"李白"}
+
+
+def test_search_kwargs_through_a_runnable_config(retriever: PoemRetriever) -> None:
+    configurable = retriever.configurable_fields(
+        search_kwargs=ConfigurableField(id="search_kwargs", name="Search options")
+    )
+    config = {"configurable": {"search_kwargs": {"authors": ["王维"], "k": 2}}}
+    docs = configurable.invoke(QUERY, config=config)
+    assert len(docs) == 2 and {d.metadata["author"] for d in docs} == {"王维"}
+    assert configurable.invoke(QUERY) == retriever.invoke(QUERY)
+    fixed = retriever.model_copy(update={"search_kwargs": {"forms": ["五言"]}})
+    assert all(d.metadata["form"] == "五言" for d in fixed.invoke(QUERY))
+
+
+def test_unknown_or_bad_options_are_one_line_errors(retriever: PoemRetriever) -> None:
+    with pytest.raises(SearchOptionError, match="unknown search option 'tag'; use one of k, "):
+        retriever.invoke(QUERY, tag=["思乡"])
+    with pytest.raises(SearchOptionError, match="k must be an integer from 1 to 100"):
+        retriever.invoke(QUERY, k=0)
+
+
+class _RunTags(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.tags: list[list[str]] = []
+
+    def on_retriever_start(self, serialized, query, *, tags=None, **kwargs) -> None:  # noqa: ANN001
+        self.tags.append(list(tags or []))
+
+
+def test_run_tags_are_langchains_and_do_not_filter(retriever: PoemRetriever) -> None:
+    """``tags`` are LangChain's run tags (tracing); the poem-tag filter is ``poem_tags``."""
+    seen = _RunTags()
+    tagged = retriever.model_copy(update={"tags": ["prod"], "poem_tags": ["思乡"]})
+    docs = tagged.invoke(QUERY, config={"callbacks": [seen], "tags": ["chat"]})
+    assert docs and all("思乡" in d.metadata["tags"] for d in docs)
+    assert sorted(seen.tags[0]) == ["chat", "prod"]  # no poem tag leaks into tracing
+    plain = retriever.model_copy(update={"tags": ["prod"]}).invoke(QUERY)
+    assert plain == retriever.invoke(QUERY) and len(plain) == 4
+
+
+def test_any_langchain_embeddings(ingested_store, onnx_embeddings) -> None:
+    """Not only PoemEmbeddings: any Embeddings object (no fingerprint to check) works."""
+    from langchain_core.embeddings import Embeddings
+
+    class Plain(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return onnx_embeddings.embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            return onnx_embeddings.embed_query(text)
+
+    ours = PoemRetriever(embeddings=onnx_embeddings, store=ingested_store).invoke(QUERY)
+    theirs = PoemRetriever(embeddings=Plain(), store=ingested_store).invoke(QUERY)
+    assert [d.id for d in theirs] == [d.id for d in ours]
+
+
+def test_close_and_with(env, fixture_corpus, onnx_embeddings) -> None:
+    from poemrag.edge_store import EdgeStore
+    from poemrag.ingest import ingest
+
+    with EdgeStore(env.store_path) as store:
+        ingest(fixture_corpus, onnx_embeddings, store, progress=False, )
+    with PoemRetriever.from_settings(env) as retriever:
+        assert retriever.invoke(QUERY)
+    with PoemRetriever.from_settings(env) as again:  # the lock was released
+        assert again.invoke(QUERY)
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "\n\t", "\x00\x07"])

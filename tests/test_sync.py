@@ -79,7 +79,7 @@ def test_sync_refuses_another_vector_size_and_writes_nothing(
     with pytest.raises(StoreError) as err:
         sync.sync(ingested_store, server_store, progress=False)
     message = str(err.value)
-    assert "holds 7-d vectors" in message and "--recreate" in message and "\n" not in message
+    assert "holds 7-d Cosine vectors" in message and "--recreate" in message and "\n" not in message
     assert server_store.count() == 0 and server_store.vector_size() == 7
     summary = sync.sync(ingested_store, server_store, recreate=True, progress=False)
     assert summary.copied == 43 and server_store.vector_size() == ingested_store.vector_size()
@@ -166,7 +166,7 @@ def test_cli_refuses_another_vector_size(data_env, local_server, capsys) -> None
     assert run_cli(sync.main, ["--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
-    assert "holds 7-d vectors" in err and "rerun with --recreate" in err
+    assert "holds 7-d Cosine vectors" in err and "rerun with --recreate" in err
     assert local_server.count("tang_poems").count == 0
     assert run_cli(sync.main, ["--quiet", "--recreate"]) == 0
     assert local_server.count("tang_poems").count == 43
@@ -183,7 +183,7 @@ def test_cli_without_an_embedded_collection(tmp_path, monkeypatch, local_server,
     monkeypatch.setenv("POEMRAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("POEMRAG_QDRANT_URL", "http://localhost:6333")
     assert run_cli(sync.main, []) == 2
-    assert "run `python -m poemrag.ingest` first" in capsys.readouterr().err
+    assert "does not exist: run `python -m poemrag.ingest`" in capsys.readouterr().err
 
 
 def test_cli_with_an_unreachable_server(data_env, monkeypatch, capsys) -> None:
