@@ -1,26 +1,38 @@
-# poemrag — `make ingest` loads the Tang corpus, `make test` runs the tests.
+# poemrag — `make ingest` loads the Tang corpus (runtime only, no torch), `make test` runs
+# the tests (adds the training and benchmark stack).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: setup ingest sample test test-fast lint clean
+.PHONY: runtime setup ingest sample search test test-fast lint clean
 
-setup: $(VENV)/.installed
+# `make ingest` needs only the runtime (ONNX encoder, Qdrant Edge/client): no torch.
+runtime: $(VENV)/.runtime
 
-# torch is pinned first: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# Tests, training and the benchmark add torch and the rest (the dev extra).
+# torch is pinned first: 2.13.0 is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-ingest: setup
+ingest: runtime
 	$(BIN)/python -m poemrag.ingest $(ARGS)
 
-sample: setup
+sample: runtime
 	$(BIN)/python -m poemrag.ingest --sample $(ARGS)
+
+search: runtime
+	$(BIN)/python -m poemrag.search $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(ARGS)
@@ -32,4 +44,4 @@ lint: setup
 	$(BIN)/ruff check poemrag training tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

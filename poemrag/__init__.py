@@ -25,7 +25,19 @@ _EXPORTS = {
     "StoreError": "poemrag.errors",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "CorpusError",
+    "EmptyQueryError",
+    "ModelError",
+    "PoemEmbeddings",
+    "PoemRetriever",
+    "PoemVectorStore",
+    "PoemragError",
+    "SearchOptionError",
+    "Settings",
+    "StoreError",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from poemrag.embeddings import PoemEmbeddings

@@ -16,9 +16,20 @@ from pathlib import Path
 from poemrag.settings import resolve_model
 
 FINGERPRINT_FILES = frozenset(
-    {"model.onnx", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "config.json"}
+    {
+        # weights
+        "model.onnx", "model.safetensors", "pytorch_model.bin",
+        # tokenizer
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+        "sentencepiece.bpe.model",
+        # architecture, pooling (module folders' config.json), prompts, module list
+        "config.json", "config_sentence_transformers.json", "sentence_bert_config.json",
+        "modules.json",
+        # poemrag's export record: dimension, pooling, normalisation, maximum length
+        "poemrag_model.json",
+    }
 )
-"""Files whose bytes decide the vectors (weights, tokenizer, module configs)."""
+"""Files whose bytes decide the vectors: weights, tokenizer, configs, prompts, pooling."""
 
 
 def _model_files(root: Path) -> list[Path]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -112,7 +112,7 @@ class PoemRetriever(BaseRetriever):
         """Release the store's files, lock and connections."""
         self.store.close()
 
-    def __enter__(self) -> PoemRetriever:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,6 +1,6 @@
 """Where the corpus comes from: the pinned npm tarball, or a local tarball/directory.
 
-The manifest ``ingest/sources.toml`` pins the package version and its integrity hash and
+The manifest ``poemrag/data/sources.toml`` (shipped inside the package) pins the package version and its integrity hash and
 names the files of the Tang collection. Files are read straight from the tarball.
 """
 
@@ -20,12 +20,15 @@ import tomllib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from poemrag.errors import CorpusError
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "ingest" / "sources.toml"
+DEFAULT_MANIFEST: Traversable = files("poemrag") / "data" / "sources.toml"
+"""The pinned manifest, read as a package resource (an installed wheel carries it)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class CorpusManifest:
     expected_paragraphs: int
 
     @classmethod
-    def load(cls, path: Path | None = None) -> CorpusManifest:
+    def load(cls, path: Path | Traversable | None = None) -> CorpusManifest:
+        """The manifest at ``path``, by default the one shipped with the package."""
         path = path or DEFAULT_MANIFEST
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))["corpus"]

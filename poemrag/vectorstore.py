@@ -27,8 +27,8 @@ from poemrag.store import (
     TEXT_FIELD,
     FilterLike,
     Hit,
-    PointId,
     PoemStore,
+    PointId,
     check_same_model,
     open_store,
 )
@@ -174,7 +174,7 @@ class PoemVectorStore(VectorStore):
                              dtype=np.float32)
         payloads = [build_payload(t, md, i) for t, md, i in zip(texts, metadatas, doc_ids,
                                                                   strict=True)]
-        dim, fingerprint = embedding_identity(self.embedding)
+        _, fingerprint = embedding_identity(self.embedding)
         with self._lock:
             if not self._collection_exists():
                 self.store.check_free_space(len(texts), vectors.shape[1])

@@ -108,3 +108,39 @@ def test_retriever_refuses_a_collection_of_other_weights(
     monkeypatch.setenv("POEMRAG_MODEL", str(other_weights))
     with pytest.raises(PoemragError, match="embedded with a model with fingerprint"):
         PoemRetriever.from_settings()
+
+
+PACKAGED_FINGERPRINTS = {
+    "poemrag-zh-1792": "5ac1d30410dcb477",
+    "poemrag-zh-1792-fast": "dea096b5bab02ace",
+}
+"""Pinned like fastembed's canonical vectors: a change of weights, tokenizer, configs, prompts
+or pooling of a packaged model shows here. Update the pin with the model (and re-ingest)."""
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGED_FINGERPRINTS))
+def test_packaged_model_fingerprints_are_pinned(name: str) -> None:
+    assert model_fingerprint(name) == PACKAGED_FINGERPRINTS[name]
+
+
+@pytest.mark.parametrize(
+    "name", ["config_sentence_transformers.json", "tokenizer_config.json", "poemrag_model.json"]
+)
+def test_fingerprint_covers_prompts_tokenizer_config_and_pooling(
+    tmp_path: Path, tiny_onnx_dir: Path, name: str
+) -> None:
+    copy = shutil.copytree(tiny_onnx_dir, tmp_path / "model")
+    before = model_fingerprint(str(copy))
+    path = copy / name
+    text = path.read_text(encoding="utf-8") if path.exists() else "{}"
+    path.write_text(text.replace("query: ", "Query: ") + " ", encoding="utf-8")
+    assert model_fingerprint(str(copy)) != before
+
+
+def test_fingerprint_covers_the_pooling_module(tmp_path: Path, tiny_st_dir: Path) -> None:
+    copy = shutil.copytree(tiny_st_dir, tmp_path / "st")
+    before = model_fingerprint(str(copy))
+    pooling = next(copy.glob("*_Pooling/config.json"))
+    pooling.write_text(pooling.read_text(encoding="utf-8").replace("true", "false", 1),
+                       encoding="utf-8")
+    assert model_fingerprint(str(copy)) != before

@@ -6,11 +6,10 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from langchain_core.documents import Document
-from langchain_tests.integration_tests import RetrieversIntegrationTests
-
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
 from langchain_core.runnables import ConfigurableField
+from langchain_tests.integration_tests import RetrieversIntegrationTests
 
 from poemrag import PoemRetriever, SearchOptionError
 from poemrag.errors import StoreError
@@ -111,7 +110,7 @@ class _RunTags(BaseCallbackHandler):
     def __init__(self) -> None:
         self.tags: list[list[str]] = []
 
-    def on_retriever_start(self, serialized, query, *, tags=None, **kwargs) -> None:  # noqa: ANN001
+    def on_retriever_start(self, serialized, query, *, tags=None, **kwargs) -> None:
         self.tags.append(list(tags or []))
 
 
@@ -215,3 +214,12 @@ def test_one_per_poem_also_skips_repeated_text() -> None:
 
     hits = [hit(0, "a", "甲。"), hit(1, "a", "乙。"), hit(2, "b", "甲。"), hit(3, "c", "丙。")]
     assert [h.id for h in _one_per_poem(hits, 3)] == [0, 3]
+
+
+def test_public_api_at_the_top_level() -> None:
+    import poemrag
+
+    assert set(poemrag.__all__) >= {"PoemRetriever", "PoemEmbeddings", "PoemVectorStore",
+                                    "Settings", "PoemragError", "StoreError"}
+    for name in poemrag.__all__:
+        assert getattr(poemrag, name) is not None
