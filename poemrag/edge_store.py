@@ -16,7 +16,6 @@ from typing import IO, Any, Self
 
 import numpy as np
 import qdrant_edge as qe
-
 from qdrant_client import models as m
 
 from poemrag.errors import StoreError
