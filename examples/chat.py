@@ -18,7 +18,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 
-from poemrag.retriever import PoemRetriever
+from poemrag import PoemRetriever
 
 PROMPT = ChatPromptTemplate.from_messages(
     [
@@ -52,8 +52,8 @@ def build_chain(retriever: PoemRetriever, model: Runnable | None = None) -> Runn
 
 def main() -> None:
     message = sys.argv[1] if len(sys.argv) > 1 else "一个人在外地过中秋，特别想家"
-    retriever = PoemRetriever.from_settings(k=1)
-    print(build_chain(retriever).invoke(message))
+    with PoemRetriever.from_settings(k=1) as retriever:
+        print(build_chain(retriever).invoke(message))
 
 
 if __name__ == "__main__":
