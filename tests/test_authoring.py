@@ -126,3 +126,15 @@ def test_check_and_build_commands(tmp_path: Path) -> None:
     built, problems = read_triplets(out / "chat_v2_01.jsonl")
     assert problems == [] and [t.positive_id for t in built] == [1000, 3000]
     assert all(lint_authored(t) == [] for t in built)
+
+
+def test_stats_describe_rows_poems_lengths_and_overlap() -> None:
+    from training.authoring import stats
+
+    rows = [Triplet("加完班扒拉两口外卖，衣服都懒得换就倒头睡了", COUPLETS[0].text, ("n",), "f:1", 1000),
+            Triplet("送走老同学，一个人回到空荡荡的出租屋，把门一关？", COUPLETS[2].text, ("n", "m"),
+                    "f:2", 2000)]
+    text = stats(rows, INDEX)
+    assert "rows 2" in text and "distinct poems 2, from 唐诗三百首 1 (50.0%)" in text
+    assert "21-40: 2 (100%)" in text and "questions 50%" in text
+    assert "rows with mined negatives 1" in text

@@ -4,6 +4,7 @@ triplet files built from it.
     python -m training.authoring candidates --slices 8 --per-slice 4000 --out DIR
     python -m training.authoring check RAW.jsonl ...
     python -m training.authoring build RAW.jsonl ... --out training/data
+    python -m training.authoring stats training/data/chat_v2_*.jsonl
 
 Writers start from a corpus couplet and write the chat message it would be the perfect
 quotation for. ``candidates`` deals out one quotable couplet per poem, in disjoint slices, from
@@ -298,6 +299,35 @@ def write_files(rows: Sequence[dict[str, object]], out_dir: Path, per_file: int 
     return paths
 
 
+LENGTH_BINS = (8, 21, 41, 61, 81)
+"""Message length histogram edges: 8-20, 21-40, 41-60, 61-80 characters."""
+
+
+def stats(rows: Sequence[Triplet], index: dict[int, IndexedCouplet]) -> str:
+    """Rows, distinct poems, 唐诗三百首 share, length histogram, shared characters, negatives."""
+    from training.data import is_dev, shared_chars
+
+    poems = [index[t.positive_id] for t in rows if t.positive_id in index]
+    famous = sum(c.famous for c in poems)
+    lengths = np.array([len(t.anchor) for t in rows])
+    hist, _ = np.histogram(lengths, bins=LENGTH_BINS)
+    shared = Counter(min(len(shared_chars(t.anchor, t.positive)), 3) for t in rows)
+    mined = sum(len(t.negatives) > 1 for t in rows)
+    n = max(len(rows), 1)
+    lines = [
+        f"rows {len(rows)} (dev {sum(is_dev(t.anchor) for t in rows)}), distinct poems "
+        f"{len({c.poem_index for c in poems})}, from 唐诗三百首 {famous} ({famous / n:.1%})",
+        "message length: " + ", ".join(
+            f"{lo}-{hi - 1}: {k} ({k / n:.0%})" for lo, hi, k in zip(LENGTH_BINS, LENGTH_BINS[1:], hist)),
+        "characters shared with the couplet: " + ", ".join(
+            f"{k if k < 3 else '3'}: {shared[k]} ({shared[k] / n:.0%})" for k in range(4)),
+        f"questions {sum(t.anchor.endswith(('？', '?')) for t in rows) / n:.0%}, exclamations "
+        f"{sum(t.anchor.endswith(('！', '!')) for t in rows) / n:.0%}; rows with mined negatives "
+        f"{mined}",
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.authoring",
                                 description=__doc__.split("\n")[0])
@@ -317,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="check raw files and write chat_v2_*.jsonl triplets")
     b.add_argument("raw", type=Path, nargs="+")
     b.add_argument("--out", type=Path, default=Path("training/data"))
+    st = sub.add_parser("stats", help="describe built chat_v2 files")
+    st.add_argument("files", type=Path, nargs="+")
     for q in (k, b):
         q.add_argument("--existing", type=Path, nargs="*", default=None,
                        help="data files whose messages and poems are taken (default: the "
@@ -349,6 +381,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     json.dumps({"id": c.id, "text": c.text, "title": c.title, "author": c.author},
                                ensure_ascii=False) + "\n" for c in part), "utf-8")
                 print(f"{path}: {len(part)} couplets")
+            return 0
+        if args.command == "stats":
+            built = read_triplet_files(args.files, strict=True)
+            for path in args.files:
+                print(f"{path}: {len(read_triplet_files([path], strict=True))} rows")
+            print(stats(built, index))
             return 0
         rows, problems = read_raw(args.raw)
         problems += check_rows(rows, index, _existing(args))
