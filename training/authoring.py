@@ -315,15 +315,15 @@ def stats(rows: Sequence[Triplet], index: dict[int, IndexedCouplet]) -> str:
     mined = sum(len(t.negatives) > 1 for t in rows)
     n = max(len(rows), 1)
     lines = [
-        f"rows {len(rows)} (dev {sum(is_dev(t.anchor) for t in rows)}), distinct poems "
-        f"{len({c.poem_index for c in poems})}, from 唐诗三百首 {famous} ({famous / n:.1%})",
+        (f"rows {len(rows)} (dev {sum(is_dev(t.anchor) for t in rows)}), distinct poems "
+        f"{len({c.poem_index for c in poems})}, from 唐诗三百首 {famous} ({famous / n:.1%})"),
         "message length: " + ", ".join(
             f"{lo}-{hi - 1}: {k} ({k / n:.0%})" for lo, hi, k in zip(LENGTH_BINS, LENGTH_BINS[1:], hist)),
         "characters shared with the couplet: " + ", ".join(
             f"{k if k < 3 else '3'}: {shared[k]} ({shared[k] / n:.0%})" for k in range(4)),
-        f"questions {sum(t.anchor.endswith(('？', '?')) for t in rows) / n:.0%}, exclamations "
+        (f"questions {sum(t.anchor.endswith(('？', '?')) for t in rows) / n:.0%}, exclamations "
         f"{sum(t.anchor.endswith(('！', '!')) for t in rows) / n:.0%}; rows with mined negatives "
-        f"{mined}",
+        f"{mined}"),
     ]
     return "\n".join(lines)
 
