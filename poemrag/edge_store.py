@@ -113,9 +113,7 @@ class EdgeStore:
     def shard(self) -> qe.EdgeShard:
         if self._shard is None:
             if not self.exists():
-                raise StoreError(
-                    f"no collection at {self.path}: run `python -m poemrag.ingest` first"
-                )
+                check_collection(self.label, None, None, must_exist=True)
             try:
                 self._shard = qe.EdgeShard.load(str(self.path))
             except Exception as exc:  # noqa: BLE001 - the engine raises plain exceptions for damaged shards

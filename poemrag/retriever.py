@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -17,8 +17,8 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from poemrag.errors import EmptyQueryError, PoemragError, SearchOptionError
 from poemrag.settings import Settings
-from poemrag.store import Hit, PoemStore, SearchFilter, check_same_model, open_store
-from poemrag.vectorstore import PoemVectorStore, embedding_identity
+from poemrag.store import ClosesStore, Hit, PoemStore, SearchFilter, check_same_model, open_store
+from poemrag.vectorstore import PoemVectorStore, embedding_identity, store_lock
 
 __all__ = ["EmptyQueryError", "PoemRetriever", "SearchOptionError", "clean_query"]
 
@@ -47,7 +47,7 @@ def hit_to_document(hit: Hit) -> Document:
     return Document(page_content=hit.text, metadata=metadata, id=str(hit.id))
 
 
-class PoemRetriever(BaseRetriever):
+class PoemRetriever(ClosesStore, BaseRetriever):
     """Retrieves Tang couplets that fit a modern Chinese message, one per poem.
 
     Build it from settings (``PoemRetriever.from_settings()``) or from explicit parts
@@ -108,16 +108,6 @@ class PoemRetriever(BaseRetriever):
         """The LangChain vector store this retriever searches (shares its lock)."""
         return self._vectorstore
 
-    def close(self) -> None:
-        """Release the store's files, lock and connections."""
-        self.store.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def search(self, query: str, k: int | None = None, **options: Any) -> list[Hit]:
         """Scored hits for ``query`` (at most one per poem unless ``one_per_poem`` is off);
         ``options`` (see ``SEARCH_OPTIONS``) override the retriever's for this call."""
@@ -141,7 +131,7 @@ class PoemRetriever(BaseRetriever):
     def full_poem(self, hit: Document | Hit | str) -> list[Document]:
         """Every stored couplet of the poem a hit belongs to (or of a poem id), in order."""
         poem_id = hit if isinstance(hit, str) else hit.metadata["poem_id"]
-        with self._vectorstore._lock:
+        with store_lock(self.store):
             return [hit_to_document(h) for h in self.store.poem(poem_id)]
 
     def _get_relevant_documents(

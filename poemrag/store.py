@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 from qdrant_client import models as m
@@ -334,6 +334,22 @@ class PoemStore(Protocol):
 
     def close(self) -> None:
         """Release files, locks and connections."""
+
+
+class ClosesStore:
+    """``close()`` and ``with`` for an object that holds a store in ``self.store``."""
+
+    store: Any
+
+    def close(self) -> None:
+        """Release the store's files, lock and connections."""
+        self.store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def check_same_model(

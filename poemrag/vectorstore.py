@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
@@ -25,6 +26,7 @@ from poemrag.store import (
     DOC_ID_FIELD,
     METADATA_FIELD,
     TEXT_FIELD,
+    ClosesStore,
     FilterLike,
     Hit,
     PoemStore,
@@ -38,6 +40,20 @@ ID_NAMESPACE = uuid.UUID("8a1f7c52-3c0e-4d7e-9b7a-5f0c2c1e6d10")
 MAX_POINT_ID = 2**63
 DEFAULT_FETCH_K = 20
 DEFAULT_LAMBDA_MULT = 0.5
+
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def store_lock(store: PoemStore) -> threading.RLock:
+    """One lock per store object, shared by every vector store and retriever on it: the Edge
+    engine is not documented as thread-safe, so one operation at a time."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(store)
+        if lock is None:
+            lock = _LOCKS[store] = threading.RLock()
+        return lock
 
 
 def point_id(doc_id: str | int) -> PointId:
@@ -80,20 +96,20 @@ def embed_query(embedding: Embeddings, text: str) -> list[float]:
     return list(embedding.embed_query(text))
 
 
-class PoemVectorStore(VectorStore):
+class PoemVectorStore(ClosesStore, VectorStore):
     """LangChain's vector store interface over one poemrag collection.
 
     Build it from settings (``PoemVectorStore.from_settings()``) or from parts
     (``PoemVectorStore(store, embedding)``, any LangChain ``Embeddings``). Filters are a
     ``{"author": "李白"}`` dict or a ``qdrant_client.models.Filter``. Scores are cosine
-    similarities. One search at a time per instance (the Edge engine is not thread-safe);
+    similarities. One operation at a time per store (the Edge engine is not thread-safe);
     ``close()`` or a ``with`` block releases the store.
     """
 
     def __init__(self, store: PoemStore, embedding: Embeddings, *, check: bool = True) -> None:
         self.store = store
         self.embedding = embedding
-        self._lock = threading.RLock()
+        self._lock = store_lock(store)
         self._exists = False
         if check:
             dim, fingerprint = embedding_identity(embedding)
@@ -136,16 +152,6 @@ class PoemVectorStore(VectorStore):
     @property
     def embeddings(self) -> Embeddings:
         return self.embedding
-
-    def close(self) -> None:
-        """Release the store's files, lock and connections."""
-        self.store.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _collection_exists(self) -> bool:
         if not self._exists:

@@ -186,3 +186,12 @@ def test_from_settings(env, fixture_corpus, onnx_embeddings) -> None:
         ingest(fixture_corpus, onnx_embeddings, store, progress=False)
     with PoemVectorStore.from_settings(env) as vs:
         assert len(vs.similarity_search(QUERY, k=3)) == 3
+
+
+def test_one_lock_per_store(corpus_vs: PoemVectorStore) -> None:
+    """A retriever and a vector store on the same store take turns (Edge is not thread-safe)."""
+    retriever = PoemRetriever(embeddings=corpus_vs.embeddings, store=corpus_vs.store)
+    assert retriever.vectorstore._lock is corpus_vs._lock
+    other = PoemVectorStore(make_store("local"), corpus_vs.embeddings, check=False)
+    assert other._lock is not corpus_vs._lock
+    other.close()
