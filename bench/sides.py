@@ -1,6 +1,6 @@
-"""One side of the benchmark (poemrag or the LangChain baseline), one task, in its own process.
+"""One side of the benchmark (poemrag, or a LangChain stack), one task, in its own process.
 
-    python -m bench.sides {poemrag,baseline} {ingest,query} --data DIR --model PATH --out JSON ...
+    python -m bench.sides {poemrag,seed,baseline} {ingest,query} --data DIR --model PATH --out JSON ...
 
 The parent (:mod:`bench.harness`) starts one process per side and task so that peak RSS is
 per side; it reads the JSON written to ``--out``. A ``--progress`` file is rewritten after every
@@ -8,9 +8,12 @@ write batch so that a time-boxed run that is killed still says how far it got.
 
 * **poemrag**: :func:`poemrag.corpus.load_corpus` + :func:`poemrag.ingest.ingest` (fastembed
   ONNX encoder, Qdrant Edge store), then :class:`poemrag.retriever.PoemRetriever`.
-* **baseline**: what a LangChain user assembles today: ``langchain_huggingface``'s
+* **baseline** and **seed**: what a LangChain user assembles today: ``langchain_huggingface``'s
   ``HuggingFaceEmbeddings`` (sentence-transformers on torch) + ``langchain_qdrant``'s
-  ``QdrantVectorStore`` over ``QdrantClient(path=...)`` (qdrant-client local mode).
+  ``QdrantVectorStore`` over ``QdrantClient(path=...)`` (qdrant-client local mode). The two
+  differ only in the model they load (:mod:`bench.models`): the baseline poemrag's own weights
+  unpacked (with their ``query: `` / ``passage: `` prompts), the seed the reference card's
+  architecture with random weights (no prompts).
 """
 
 from __future__ import annotations
@@ -224,15 +227,28 @@ def poemrag_query(args: argparse.Namespace, queries: list[str]) -> dict[str, Any
 # -- baseline ---------------------------------------------------------------------------------
 
 
+def model_prompts(model: str) -> dict[str, str]:
+    """The prompts a sentence-transformers directory defines (empty ones left out)."""
+    path = Path(model) / "config_sentence_transformers.json"
+    if not path.is_file():
+        return {}
+    prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
+    return {name: text for name, text in prompts.items() if text}
+
+
 def baseline_embeddings(model: str) -> Any:
+    """``HuggingFaceEmbeddings`` as the model's card asks: its own prompts when it has them
+    (poemrag's ``query: `` / ``passage: ``), normalized vectors, batches of 64."""
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    # The model's own prompts ("query: " / "passage: "), as its model card asks.
+    prompts = model_prompts(model)
+    doc = {"prompt_name": "document"} if "document" in prompts else {}
+    query = {"prompt_name": "query"} if "query" in prompts else {}
     return HuggingFaceEmbeddings(
         model_name=model,
         model_kwargs={"device": "cpu"},
-        encode_kwargs={"prompt_name": "document", "normalize_embeddings": True, "batch_size": 64},
-        query_encode_kwargs={"prompt_name": "query", "normalize_embeddings": True},
+        encode_kwargs={**doc, "normalize_embeddings": True, "batch_size": 64},
+        query_encode_kwargs={**query, "normalize_embeddings": True},
     )
 
 
@@ -389,14 +405,15 @@ def run_queries(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sides", description=__doc__)
-    parser.add_argument("side", choices=["poemrag", "baseline"])
+    parser.add_argument("side", choices=["poemrag", "seed", "baseline"])
     parser.add_argument("task", choices=["ingest", "query"])
     parser.add_argument("--data", type=Path, required=True, help="this side's store directory")
-    parser.add_argument("--model", required=True, help="ONNX dir (poemrag) or ST dir (baseline)")
+    parser.add_argument("--model", required=True,
+                        help="ONNX dir (poemrag) or sentence-transformers dir (seed, baseline)")
     parser.add_argument("--out", type=Path, required=True, help="write the result JSON here")
     parser.add_argument("--n", type=int, help="couplets to ingest (default: all)")
     parser.add_argument("--source", type=Path, help="corpus tarball or directory (poemrag)")
-    parser.add_argument("--couplets", type=Path, help="couplets JSONL (baseline)")
+    parser.add_argument("--couplets", type=Path, help="couplets JSONL (seed, baseline)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--progress", type=Path, help="rewrite progress JSON here")
     parser.add_argument("--profile", type=Path, help="write a pyinstrument report here")
