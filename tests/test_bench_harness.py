@@ -35,6 +35,7 @@ def test_quick_run_end_to_end_with_tiny_models(
     assert result["n"] == 20 and result["mode"] == "quick"
     for key in REQUIRED[1:]:
         assert result[key] > 0, key
+    assert 0 < result["poemrag_peak_anon_mb"] <= result["poemrag_peak_rss_mb"]
     for side in SIDES:
         assert result[f"{side}_failures"] == []
     # One process per side and task, the sides in turn.
@@ -100,7 +101,8 @@ def test_report_has_every_side_and_the_full_corpus() -> None:
                     "other_busy_processes_after": []},
         "full_corpus": {
             "poemrag": {"couplets": 256_634, "wall_min": 39.0, "ingest_per_s": 110.0,
-                        "query_p50_ms": 22.0, "ingest_peak_rss_mb": 1900.0},
+                        "query_p50_ms": 22.0, "ingest_peak_rss_mb": 6200.0,
+                        "peak_anon_mb": 1900.0, "query_peak_anon_mb": 700.0},
             "seed": {"couplets": 256_634, "points": 2700, "ingest_per_s": 9.0,
                      "outcome": "time-boxed at 5 min: killed after 2,700 of 256,634 couplets"},
         },
@@ -109,4 +111,5 @@ def test_report_has_every_side_and_the_full_corpus() -> None:
     assert "| ingest throughput (couplets/s) | 210.0 | 10.0 | 100.0 | 21.00× | 2.10× |" in report
     assert "| | poemrag | seed |" in report and "seed at full corpus: time-boxed" in report
     assert "| full-corpus ingest ≤ 20 min | 39.00 min | no |" in report
+    assert "| peak anonymous memory ≤ 4 GB (4096 MiB) | 1,900.00 MiB | yes |" in report
     assert "random weights" in report
