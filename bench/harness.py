@@ -538,6 +538,7 @@ def shown(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    started = time.perf_counter()  # total_s counts everything below: corpus, models, runs
     mode = "quick" if args.quick else "full"
     preset = QUICK if args.quick else FULL
     args.n = args.n or preset["n"]
@@ -555,7 +556,6 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="poemrag-bench-"))
     load_before = os.getloadavg()
     busy_before = other_heavy_processes()
-    started = time.perf_counter()
     try:
         couplets = work / "couplets.jsonl"
         n = write_couplets(args.source, args.n, couplets)

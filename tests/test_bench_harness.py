@@ -113,3 +113,41 @@ def test_report_has_every_side_and_the_full_corpus() -> None:
     assert "| full-corpus ingest ≤ 20 min | 39.00 min | no |" in report
     assert "| peak anonymous memory ≤ 4 GB (4096 MiB) | 1,900.00 MiB | yes |" in report
     assert "random weights" in report
+
+
+def test_full_corpus_phase_time_boxes_the_stacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full run's whole-corpus phase, its workers replaced by canned results: poemrag
+    ingests and queries; the seed is killed at its time box (how far it got, the rate); the
+    baseline finishes and is queried."""
+    calls: list[tuple[str, str, float | None]] = []
+
+    def fake_run_side(side: str, task: str, *, timeout: float | None, **_: object) -> dict:
+        calls.append((side, task, timeout))
+        base = {"side": side, "task": task, "wall_s": 120.0, "peak_rss_mb": 900.0,
+                "peak_anon_mb": 500.0}
+        if side == "seed" and task == "ingest":
+            return base | {"timed_out": True, "error": "timed out",
+                           "progress": {"done": 27, "seconds": 3.0, "rss_mb": 3000.0}}
+        if task == "ingest":
+            return base | {"ingest_per_s": 200.0, "points": 43}
+        return base | {"query_p50_ms": 5.0, "query_p95_ms": 9.0}
+
+    monkeypatch.setattr(harness, "run_side", fake_run_side)
+    args = harness.build_parser().parse_args(
+        ["--source", str(FIXTURE), "--seed-full-timeout", "120", "--queries", "5"])
+    args.queries = 5
+    models = {side: tmp_path / side for side in SIDES}
+    full = harness.full_corpus(args, tmp_path, models)
+
+    assert [(s, t) for s, t, _ in calls] == [
+        ("poemrag", "ingest"), ("poemrag", "query"), ("seed", "ingest"),
+        ("baseline", "ingest"), ("baseline", "query")]
+    assert calls[2][2] == 120 and calls[3][2] == 300  # each stack's own time box
+    assert full["poemrag"]["query_p50_ms"] == 5.0 and full["poemrag"]["peak_anon_mb"] == 500.0
+    seed = full["seed"]
+    assert seed["couplets"] == 43 and seed["points"] == 27 and seed["ingest_per_s"] == 9.0
+    assert seed["outcome"].startswith("time-boxed at 2 min: killed after 27 of 43 couplets")
+    assert full["baseline"]["outcome"] == "completed"
+    assert full["baseline"]["query_peak_anon_mb"] == 500.0
