@@ -1,6 +1,6 @@
 """poemrag against two LangChain + qdrant-client local-mode stacks, on this machine.
 
-    python -m bench --quick          # N = 1,000, 60 queries: under 15 minutes on 2 cores
+    python -m bench --quick          # N = 1,000, 60 queries: meant for < 15 min on 2 cores
     python -m bench                  # N = 20,000, 200 queries, then the full corpus
 
 Three sides, each task in its own process (peak RSS per side, from ``wait4``), alternating
@@ -563,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
             models = side_models(args, couplets)
         except (PoemragError, OSError) as exc:
             parser.error(str(exc))
+        except ImportError as exc:
+            parser.error(f"{exc}: the seed and baseline sides need the bench extra "
+                         '(pip install -e ".[bench]")')
         setup_s = time.perf_counter() - started
         say(f"models ready after {setup_s:.0f} s; {args.rounds} rounds of "
             f"{' / '.join(SIDES)} at N = {n:,}, {args.queries} queries")
