@@ -65,9 +65,7 @@ STACKS = {
                "quantization)",
     "seed": "QdrantVectorStore(QdrantClient(path=...)).as_retriever(k=10) + "
             "langchain_huggingface.HuggingFaceEmbeddings (sentence-transformers on torch CPU, "
-            "fp32, batch 64) over the reference card's architecture (BERT-large: 24 layers, "
-            "hidden 1024, 16 heads, FFN 4096, vocab 21,128, mean pooling, Dense 1024->1792) "
-            "with random weights and a character-level BERT tokenizer: speed only",
+            "fp32, batch 64) over {model}",
     "baseline": "the seed's stack over poemrag's own weights (unpacked from its ONNX model to "
                 "sentence-transformers, model prompts)",
 }
@@ -315,7 +313,7 @@ def markdown(result: dict[str, Any]) -> str:
         (f"N = {s['n']:,} couplets, {s['queries']} chat queries, top-{s['k']}, "
          f"{s['rounds']} rounds alternating {' / '.join(SIDES)} (medians)  "),
     ]
-    lines += [f"{side}: `{s['models'][side]}`: {STACKS[side]}  " for side in SIDES]
+    lines += [f"{side}: `{s['models'][side]}`: {s['stacks'][side]}  " for side in SIDES]
     lines += ["", ("The seed has random weights: it measures the reference stack's speed and "
                    "memory only, never its answers."), ""]
     m = s["machine"]
@@ -530,6 +528,19 @@ def side_models(args: argparse.Namespace, couplets: Path) -> dict[str, Path]:
     return {"poemrag": args.model, "seed": Path(seed), "baseline": Path(baseline)}
 
 
+def stacks(args: argparse.Namespace) -> dict[str, str]:
+    """What each side runs, the seed's model described as built (or given)."""
+    if args.seed_model:
+        model = f"the given model {args.seed_model}"
+    else:
+        a = SEED_ARCHS[args.seed_arch]
+        model = (f"the {a.name} architecture (BERT: {a.layers} layers, hidden {a.hidden}, "
+                 f"{a.heads} heads, FFN {a.ffn}, vocab {a.vocab:,}, mean pooling, Dense "
+                 f"{a.hidden}->{a.dim}) with random weights and a character-level BERT "
+                 "tokenizer: speed only")
+    return STACKS | {"seed": STACKS["seed"].format(model=model)}
+
+
 def shown(path: Path) -> str:
     return str(path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT)
                else path)
@@ -607,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
             "k": 10,
             "rounds": args.rounds,
             "models": {side: shown(path) for side, path in models.items()},
-            "stacks": STACKS,
+            "stacks": stacks(args),
             "setup_s": round(setup_s, 1),
         }
         result |= summarise(runs)

@@ -51,6 +51,7 @@ def test_quick_run_end_to_end_with_tiny_models(
     assert Path(result["models"]["seed"]).parent == cache
     assert result["ratio_ingest_vs_seed"] and result["ratio_query_p50_vs_baseline"]
     assert json.loads((out / "quick.json").read_text())["n"] == 20
+    assert "the tiny architecture (BERT: 2 layers" in result["stacks"]["seed"]
     report = (out / "quick.md").read_text()
     assert "| query latency p50 (ms) |" in report and "poemrag vs seed" in report
 
@@ -96,6 +97,7 @@ def test_report_has_every_side_and_the_full_corpus() -> None:
         "mode": "full", "date": "today", "command": "python -m bench", "n": 20_000,
         "queries": 200, "k": 10, "rounds": 2, "total_s": 3600.0,
         "models": {side: f"models/{side}" for side in SIDES},
+        "stacks": harness.stacks(harness.build_parser().parse_args([])),
         "machine": {"cpus": 2, "processor": "x86_64", "loadavg_before": [0, 0, 0],
                     "loadavg_after": [1, 1, 1], "other_busy_processes_before": [],
                     "other_busy_processes_after": []},
@@ -112,7 +114,7 @@ def test_report_has_every_side_and_the_full_corpus() -> None:
     assert "| | poemrag | seed |" in report and "seed at full corpus: time-boxed" in report
     assert "| full-corpus ingest ≤ 20 min | 39.00 min | no |" in report
     assert "| peak anonymous memory ≤ 4 GB (4096 MiB) | 1,900.00 MiB | yes |" in report
-    assert "random weights" in report
+    assert "random weights" in report and "24 layers, hidden 1024" in report
 
 
 def test_full_corpus_phase_time_boxes_the_stacks(
