@@ -183,10 +183,11 @@ def check_positives(triplets: Iterable[Triplet], corpus_texts: set[str]) -> list
 
 
 def shares_run(anchor: str, positive: str, run: int = OVERLAP_RUN) -> str | None:
-    """The first ``run``-character substring of ``positive`` found in ``anchor``, if any."""
+    """The first run of ``run`` Chinese characters of ``positive`` found in ``anchor``, if any
+    (punctuation does not count: three characters and a comma are not a copied run)."""
     for start in range(len(positive) - run + 1):
         piece = positive[start : start + run]
-        if piece in anchor:
+        if len(HAN_RE.findall(piece)) == run and piece in anchor:
             return piece
     return None
 
