@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,21 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _cached_build(final: Path, record_name: str, build: Callable[[Path], dict[str, Any]]) -> Path:
+    """``final`` as built once by ``build(tmp)`` (which returns the record written beside the
+    model): built in a temporary folder of the cache, then moved into place."""
+    if (final / record_name).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+    try:
+        record = build(tmp)
+        (tmp / record_name).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        return _publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _publish(tmp: Path, final: Path) -> Path:
     """Move a finished build into place (a concurrent build of the same key may have won)."""
     tmp.chmod(0o755)  # mkdtemp made it private
@@ -88,25 +103,20 @@ def same_weights_model(onnx_dir: Path, cache: Path = CACHE) -> Path:
         raise ModelError(f"no model.onnx in {onnx_dir}: not an exported poemrag model")
     fingerprint = model_fingerprint(str(onnx_dir))
     final = cache / f"unpacked-{onnx_dir.name}-{fingerprint[:12]}"
-    if (final / UNPACK_RECORD).is_file():
-        return final
-    say(f"unpacking {onnx_dir} to sentence-transformers for the same-weights baseline "
-        f"(once; cached in {final})")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache))
-    try:
+
+    def build(tmp: Path) -> dict[str, Any]:
+        say(f"unpacking {onnx_dir} to sentence-transformers for the same-weights baseline "
+            f"(once; cached in {final})")
         st = unpack(onnx_dir, tmp)
         cosine = parity(st, onnx_dir)
         if cosine < MIN_COSINE:
             raise ModelError(f"the unpacked {onnx_dir.name} differs from its ONNX model (min "
                              f"cosine {cosine:.5f} < {MIN_COSINE}): not a same-weights baseline")
-        record = {"source": str(onnx_dir), "fingerprint": fingerprint,
-                  "min_cosine_to_onnx": round(cosine, 6)}
-        (tmp / UNPACK_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         say(f"unpacked {onnx_dir.name}: min cosine to the ONNX model {cosine:.5f}")
-        return _publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return {"source": str(onnx_dir), "fingerprint": fingerprint,
+                "min_cosine_to_onnx": round(cosine, 6)}
+
+    return _cached_build(final, UNPACK_RECORD, build)
 
 
 # -- the seed stand-in ------------------------------------------------------------------------
@@ -132,22 +142,17 @@ def seed_model(texts: Iterable[str], arch: SeedArch = SEED_ARCHS["reference"],
     vocab = char_vocab(texts, arch.vocab)
     key = hashlib.sha256(json.dumps([asdict(arch), seed, vocab]).encode()).hexdigest()[:12]
     final = cache / f"seed-{arch.name}-{key}"
-    if (final / SEED_RECORD).is_file():
-        return final
-    say(f"building the seed stand-in ({arch.name}: {arch.layers} layers, hidden {arch.hidden}, "
-        f"random weights; once, cached in {final})")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".seed-", dir=cache))
-    try:
+
+    def build(tmp: Path) -> dict[str, Any]:
+        say(f"building the seed stand-in ({arch.name}: {arch.layers} layers, hidden "
+            f"{arch.hidden}, random weights; once, cached in {final})")
         params = _build_seed(tmp, vocab, arch, seed)
-        record = {"architecture": asdict(arch), "parameters": params, "seed": seed,
-                  "characters": sum(1 for t in vocab if not t.startswith("[")),
-                  "note": "random weights: a speed-only stand-in, never a quality reference"}
-        (tmp / SEED_RECORD).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
         say(f"built the seed stand-in: {params / 1e6:.0f}M parameters")
-        return _publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return {"architecture": asdict(arch), "parameters": params, "seed": seed,
+                "characters": sum(1 for t in vocab if not t.startswith("[")),
+                "note": "random weights: a speed-only stand-in, never a quality reference"}
+
+    return _cached_build(final, SEED_RECORD, build)
 
 
 def _build_seed(out: Path, vocab: list[str], arch: SeedArch, seed: int) -> int:

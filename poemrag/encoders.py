@@ -47,8 +47,9 @@ def read_prompts(model_dir: Path) -> tuple[str, str]:
 
 
 def detect_backend(model: str) -> Backend:
-    """``onnx`` for a directory holding ``model.onnx``, else ``torch``."""
-    return "onnx" if (Path(model) / ONNX_FILE).is_file() else "torch"
+    """``onnx`` for a directory holding ``model.onnx`` (packaged names resolved), else
+    ``torch``."""
+    return "onnx" if (Path(resolve_model(model)) / ONNX_FILE).is_file() else "torch"
 
 
 class OnnxEncoder:

@@ -17,6 +17,7 @@ TEXTS = ["秦川雄帝宅，函谷壮皇居。", "下班后和同事直奔常去
 
 def test_onnx_backend_is_detected_and_normalised(onnx_embeddings: PoemEmbeddings) -> None:
     assert detect_backend(onnx_embeddings.model) == "onnx"
+    assert detect_backend("poemrag-zh-1792-fast") == "onnx"  # a packaged name, not a path
     vectors = onnx_embeddings.encode_documents(TEXTS)
     assert vectors.shape == (3, onnx_embeddings.dimension) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
