@@ -183,8 +183,8 @@ def evaluate(
         report.couplets_per_s = len(pool) / max(time.perf_counter() - start, 1e-9)
     if dev:
         index = {text: i for i, text in enumerate(pool)}
-        ranks = target_ranks(enc.queries([t.anchor for t in dev]), pool_vecs,
-                             [index[t.positive] for t in dev])
+        query_vecs = enc.queries([t.anchor for t in dev])
+        ranks = target_ranks(query_vecs, pool_vecs, [index[t.positive] for t in dev])
         metrics = retrieval_metrics(ranks)
         report.recall_at_1, report.recall_at_10 = metrics["recall_at_1"], metrics["recall_at_10"]
         report.mrr = metrics["mrr"]
@@ -193,7 +193,7 @@ def evaluate(
             report.subsets[name] = {**retrieval_metrics(ranks[rows]), "rows": len(rows)}
         if hybrid_weights:
             targets = [index[t.positive] for t in dev]
-            dense = _unit(enc.queries([t.anchor for t in dev])) @ _unit(pool_vecs).T
+            dense = _unit(query_vecs) @ _unit(pool_vecs).T
             lexical = char_bm25([t.anchor for t in dev], pool)
             free = subsets.get("shortcut-free", [])
             for w in (0.0, *hybrid_weights):

@@ -229,15 +229,22 @@ def compare_with_st(model_dir: Path, onnx_dir: Path,
                     texts: Sequence[str] = CHECK_TEXTS) -> dict[str, float]:
     """Max abs difference and min cosine of fastembed vs sentence-transformers embeddings
     (queries and documents, with their prompts)."""
+    ref, got = st_and_onnx_vectors(_load_st(model_dir), onnx_dir, texts)
+    return {"max_abs_diff": float(np.abs(ref - got).max()),
+            "min_cosine": float(np.min(np.sum(ref * got, axis=1)))}
+
+
+def st_and_onnx_vectors(st: Any, onnx_dir: Path,
+                        texts: Sequence[str] = CHECK_TEXTS) -> tuple[np.ndarray, np.ndarray]:
+    """The sentence-transformers model's and the ONNX export's vectors of ``texts`` as queries
+    and as documents, each with its model's prompts."""
     from poemrag.encoders import OnnxEncoder
 
-    st = _load_st(model_dir)
     fe = OnnxEncoder(Path(onnx_dir))
     ref = np.concatenate([st.encode(list(texts), prompt_name=p, normalize_embeddings=True)
                           for p in ("query", "document")])
     got = fe.encode([p + t for p in (fe.query_prompt, fe.document_prompt) for t in texts], 64)
-    return {"max_abs_diff": float(np.abs(ref - got).max()),
-            "min_cosine": float(np.min(np.sum(ref * got, axis=1)))}
+    return ref, got
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from poemrag.errors import ModelError, PoemragError
-from training.export import CHECK_TEXTS, ONNX_FILE
+from training.export import CHECK_TEXTS, ONNX_FILE, st_and_onnx_vectors
 from training.st_model import read_prompts
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -154,12 +154,7 @@ def unpack(onnx_dir: Path, out_dir: Path) -> Any:
 def parity(st: Any, onnx_dir: Path, texts: Sequence[str] = CHECK_TEXTS) -> float:
     """Lowest cosine between the rebuilt model's and the ONNX model's vectors (queries and
     documents, with their prompts)."""
-    from poemrag.encoders import OnnxEncoder
-
-    fe = OnnxEncoder(Path(onnx_dir))
-    ref = np.concatenate([st.encode(list(texts), prompt_name=p, normalize_embeddings=True)
-                          for p in ("query", "document")])
-    got = fe.encode([p + t for p in (fe.query_prompt, fe.document_prompt) for t in texts], 64)
+    ref, got = st_and_onnx_vectors(st, onnx_dir, texts)
     return float(np.min(np.sum(ref * got, axis=1)))
 
 
