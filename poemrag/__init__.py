@@ -3,6 +3,7 @@
 The public API, imported on first use (``import poemrag`` itself loads nothing heavy)::
 
     from poemrag import PoemRetriever, PoemEmbeddings, PoemVectorStore, Settings
+    from poemrag import PoemReranker  # the optional second stage (cross-encoder)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "PoemRetriever": "poemrag.retriever",
+    "PoemReranker": "poemrag.reranker",
     "EmptyQueryError": "poemrag.errors",
     "SearchOptionError": "poemrag.errors",
     "PoemEmbeddings": "poemrag.embeddings",
@@ -23,6 +25,7 @@ _EXPORTS = {
     "CorpusError": "poemrag.errors",
     "ModelError": "poemrag.errors",
     "StoreError": "poemrag.errors",
+    "RerankerError": "poemrag.errors",
 }
 
 __all__ = [
@@ -30,9 +33,11 @@ __all__ = [
     "EmptyQueryError",
     "ModelError",
     "PoemEmbeddings",
+    "PoemReranker",
     "PoemRetriever",
     "PoemVectorStore",
     "PoemragError",
+    "RerankerError",
     "SearchOptionError",
     "Settings",
     "StoreError",
@@ -46,9 +51,11 @@ if TYPE_CHECKING:
         EmptyQueryError,
         ModelError,
         PoemragError,
+        RerankerError,
         SearchOptionError,
         StoreError,
     )
+    from poemrag.reranker import PoemReranker
     from poemrag.retriever import PoemRetriever
     from poemrag.settings import Settings
     from poemrag.vectorstore import PoemVectorStore

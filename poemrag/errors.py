@@ -26,3 +26,7 @@ class EmptyQueryError(PoemragError, ValueError):
 
 class SearchOptionError(PoemragError, ValueError):
     """A per-call search option that the retriever does not know, or a bad value for one."""
+
+
+class RerankerError(ModelError):
+    """The reranker (cross-encoder) cannot be found or loaded, or is not a cross-encoder."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -16,18 +17,31 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from poemrag.errors import EmptyQueryError, PoemragError, SearchOptionError
-from poemrag.settings import Settings
-from poemrag.store import ClosesStore, Hit, PoemStore, SearchFilter, check_same_model, open_store
+from poemrag.settings import MAX_RERANK_TOP_N, RERANK_TOP_N, Settings
+from poemrag.store import (
+    METADATA_FIELD,
+    ClosesStore,
+    Hit,
+    PoemStore,
+    SearchFilter,
+    check_same_model,
+    open_store,
+)
 from poemrag.vectorstore import PoemVectorStore, embedding_identity, store_lock
+
+if TYPE_CHECKING:
+    from poemrag.reranker import PoemReranker
 
 __all__ = ["EmptyQueryError", "PoemRetriever", "SearchOptionError", "clean_query"]
 
 MAX_QUERY_CHARS = 512
 """Longer messages are cut: the encoder reads at most 128 tokens anyway."""
+RERANK_SCORE = "rerank_score"
+"""Metadata key of the reranker's score, beside the vector ``score``."""
 MAX_FETCH = 1000
 """Most candidates fetched when one-per-poem thins them out."""
 SEARCH_OPTIONS = ("k", "authors", "forms", "poem_tags", "score_threshold", "one_per_poem",
-                  "exact")
+                  "exact", "rerank", "rerank_top_n")
 """What ``invoke(query, **options)`` and ``search_kwargs`` may set for one call."""
 
 
@@ -55,6 +69,11 @@ class PoemRetriever(ClosesStore, BaseRetriever):
     carry ``title``, ``author``, ``poem_id``, ``line``, ``form``, ``tags``, ``score`` and
     ``id`` in their metadata.
 
+    With ``rerank`` (a :class:`~poemrag.reranker.PoemReranker`), a search fetches the
+    ``rerank_top_n`` best candidates by vector, the cross-encoder re-scores them, and only then
+    are one-per-poem and ``k`` applied; each result also carries ``rerank_score``.
+    ``score_threshold`` still applies to the vector ``score``.
+
     Every option can also be set for one call, ``retriever.invoke(msg, k=3, authors=["李白"])``,
     or through ``search_kwargs`` (which ``configurable_fields`` can expose to a
     ``RunnableConfig``). ``tags`` and ``metadata`` are LangChain's run tags and metadata
@@ -72,6 +91,10 @@ class PoemRetriever(ClosesStore, BaseRetriever):
     poem_tags: Sequence[str] = ()
     one_per_poem: bool = True
     exact: bool = False
+    rerank: Any = Field(
+        default=None, description="A PoemReranker for a second stage; None = vector order."
+    )
+    rerank_top_n: int = Field(default=RERANK_TOP_N, ge=1, le=MAX_RERANK_TOP_N)
     search_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Options applied to every call (see SEARCH_OPTIONS)."
     )
@@ -86,8 +109,14 @@ class PoemRetriever(ClosesStore, BaseRetriever):
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> PoemRetriever:
-        """Open the configured encoder and store (``POEMRAG_*`` settings)."""
+        """Open the configured encoder and store, and the reranker if ``POEMRAG_RERANKER`` is
+        set (``POEMRAG_*`` settings)."""
         settings = settings or Settings()
+        if settings.reranker and "rerank" not in kwargs:
+            from poemrag.reranker import PoemReranker
+
+            kwargs["rerank"] = PoemReranker.from_settings(settings)
+        kwargs.setdefault("rerank_top_n", settings.rerank_top_n)
         embeddings = kwargs.pop("embeddings", None)
         if embeddings is None:
             from poemrag.embeddings import PoemEmbeddings
@@ -120,6 +149,11 @@ class PoemRetriever(ClosesStore, BaseRetriever):
         vs = self._vectorstore
         encode = getattr(self.embeddings, "encode_queries", None)
         vector = encode([text])[0] if encode else self.embeddings.embed_query(text)
+        if opts["rerank"] is not None:
+            hits = vs._search(vector, max(opts["rerank_top_n"], k), flt, opts["score_threshold"],
+                              exact=opts["exact"])
+            hits = _reranked(opts["rerank"], text, hits)
+            return _one_per_poem(hits, k) if opts["one_per_poem"] else hits[:k]
         fetch = k * 4 if opts["one_per_poem"] else k
         while True:
             hits = vs._search(vector, fetch, flt, opts["score_threshold"], exact=opts["exact"])
@@ -163,7 +197,24 @@ def _options(retriever: PoemRetriever, given: dict[str, Any]) -> dict[str, Any]:
     for name in ("authors", "forms", "poem_tags"):
         if isinstance(opts[name], str):
             opts[name] = [opts[name]]
+    top_n = opts["rerank_top_n"]
+    if not isinstance(top_n, int) or not 1 <= top_n <= MAX_RERANK_TOP_N:
+        raise SearchOptionError(
+            f"rerank_top_n must be an integer from 1 to {MAX_RERANK_TOP_N}, not {top_n!r}"
+        )
+    if opts["rerank"] is not None and not callable(getattr(opts["rerank"], "rank", None)):
+        raise SearchOptionError(
+            f"rerank must be a PoemReranker or None, not {type(opts['rerank']).__name__}"
+        )
     return opts
+
+
+def _reranked(reranker: PoemReranker, query: str, hits: list[Hit]) -> list[Hit]:
+    """``hits`` ordered by the reranker's score of (query, couplet), best first (ties keep the
+    vector order), each with ``rerank_score`` in its metadata."""
+    return [replace(hits[i], payload=hits[i].payload | {
+        METADATA_FIELD: hits[i].metadata | {RERANK_SCORE: score}})
+        for i, score in reranker.rank(query, [h.text for h in hits])]
 
 
 def check_store(store: PoemStore, embeddings: Embeddings, collection: str) -> None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -20,6 +20,10 @@ UPSERT_BATCH = 512
 """Default points per store write (``POEMRAG_UPSERT_BATCH_SIZE``)."""
 HNSW_EF_SEARCH = 128
 """Default HNSW search breadth (``POEMRAG_HNSW_EF``)."""
+RERANK_TOP_N = 30
+"""Default candidates the reranker reads per query (``POEMRAG_RERANK_TOP_N``)."""
+MAX_RERANK_TOP_N = 1000
+"""Most candidates one query may send to the reranker."""
 
 
 def resolve_model(model: str) -> str:
@@ -72,6 +76,22 @@ class Settings(BaseSettings):
     ccpm_dir: Path | None = Field(
         default=None, description="Directory with CCPM train.jsonl/valid.jsonl (training only)."
     )
+    reranker: str | None = Field(
+        default=None,
+        description="Cross-encoder reranker: a packaged reranker name or an exported directory "
+        "(python -m training.rerank_export); unset or empty = no reranking.",
+    )
+    rerank_top_n: int = Field(
+        default=RERANK_TOP_N,
+        ge=1,
+        le=MAX_RERANK_TOP_N,
+        description="Candidates fetched and reranked per query when a reranker is set.",
+    )
+
+    @field_validator("reranker", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def store_path(self) -> Path:
