@@ -42,6 +42,18 @@ def test_rows_without_enough_candidates_are_skipped() -> None:
     assert rows == [] and skipped == 1
 
 
+def test_min_negatives_keeps_rows_with_fewer_candidates() -> None:
+    t = Triplet("雪", "江雪", ("花鸟山河",))
+    corpus = [("江雪", "p1"), ("花鸟山河", "p2"), ("月光", "p3")]
+    cfg = MineConfig(num_negatives=3, top_k=5, max_similarity=0.999, relative_margin=0.0,
+                     min_negatives=1)
+    rows, skipped = mine([t], corpus, bag, bag, cfg)
+    assert skipped == 0
+    assert rows == [{"anchor": "雪", "positive": "江雪", "negative_1": "花鸟山河", "negative_2": "月光"}]
+    rows, skipped = mine([t], corpus, bag, bag, MineConfig(3, 5, 0.999, 0.0, min_negatives=2))
+    assert rows == [] and skipped == 1
+
+
 def test_precomputed_corpus_vectors_give_the_same_rows() -> None:
     """Mining from an ingested collection's vectors equals embedding the corpus again."""
     t = Triplet("月光照在霜上想故乡", "床前明月光，疑是地上霜。", ("春眠不觉晓，处处闻啼鸟。",))

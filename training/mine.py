@@ -40,6 +40,8 @@ class MineConfig:
     top_k: int = 50
     max_similarity: float = 0.9
     relative_margin: float = 0.05
+    min_negatives: int | None = None
+    """Keep a row with at least this many usable candidates (``None``: ``num_negatives``)."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -125,7 +127,7 @@ def mine(
         ]
         picked = pick_negatives(t, candidates, float(queries[n] @ positives[n]),
                                 frozenset(poems_of.get(t.positive, ())), cfg)
-        if len(picked) < cfg.num_negatives:
+        if len(picked) < (cfg.num_negatives if cfg.min_negatives is None else cfg.min_negatives):
             skipped += 1
             continue
         negatives = [*t.negatives, *picked]
@@ -208,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mine from a seeded sample of this many couplets (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-negatives", type=int, default=MineConfig.num_negatives)
+    p.add_argument("--min-negatives", type=int, default=None, metavar="N",
+                   help="keep rows with at least N usable candidates (default: --num-negatives); "
+                        "messages the model ranks badly often have fewer")
     p.add_argument("--top-k", type=int, default=MineConfig.top_k)
     p.add_argument("--max-similarity", type=float, default=MineConfig.max_similarity)
     p.add_argument("--relative-margin", type=float, default=MineConfig.relative_margin,
@@ -235,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep = sorted(random.Random(args.seed).sample(range(len(corpus)), args.pool_size))
             corpus = [corpus[i] for i in keep]
             vectors = vectors[keep] if vectors is not None else None
-        cfg = MineConfig(args.num_negatives, args.top_k, args.max_similarity, args.relative_margin)
+        cfg = MineConfig(args.num_negatives, args.top_k, args.max_similarity, args.relative_margin,
+                         args.min_negatives)
         rows, skipped = mine(train, corpus, emb.encode_queries, emb.encode_documents, cfg, vectors)
     except PoemragError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -248,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                                "utf-8")
         where = f"{len(rows)} rows to {args.output}"
-    print(f"wrote {where} ({skipped} anchors without {cfg.num_negatives} usable candidates "
+    least = cfg.num_negatives if cfg.min_negatives is None else cfg.min_negatives
+    print(f"wrote {where} ({skipped} anchors without {least} usable candidates "
           f"skipped, {len(dev)} dev anchors left out)")
     return 0
 
