@@ -22,8 +22,8 @@ mkdir -p "$OUT" "$WORK"
 PY=python3
 if [[ -n "${DRY_RUN:-}" ]]; then
   PY=.venv/bin/python
-  EXTRA=(--max-steps 2 --batch-size 8 --max-seq-length 32)
-  DISTIL_EXTRA=(--max-steps 2 --batch-size 8 --max-seq-length 32 --couplets 64)
+  EXTRA=(--max-steps 2 --batch-size 8 --max-seq-length 32 --no-eval)
+  DISTIL_EXTRA=(--max-steps 2 --batch-size 8 --max-seq-length 32 --couplets 64 --no-eval)
   RERANK_EXTRA=(--max-steps 2 --batch-size 4 --max-length 32)
 else
   EXTRA=(--batch-size "${BATCH:-128}")
@@ -41,6 +41,14 @@ for split in train valid; do gunzip -c ".device/ccpm/$split.jsonl.gz" > "$CCPM/$
 CCPM_ARGS=(--ccpm-dir "$CCPM")
 [[ "${CCPM_MAX:-3}" == all ]] || CCPM_ARGS+=(--ccpm-max-shared "${CCPM_MAX:-3}")
 DATA=(training/data/chat_*.jsonl)
+if [[ -n "${DRY_RUN:-}" ]]; then
+  # A few hundred rows of each input: the CPU run checks the steps, not the model.
+  mkdir -p /tmp/poemrag-dry
+  for f in "${DATA[@]}"; do head -n 300 "$f" > "/tmp/poemrag-dry/$(basename "$f")"; done
+  DATA=(/tmp/poemrag-dry/chat_*.jsonl)
+  for split in train valid; do head -n 300 "$CCPM/$split.jsonl" > "$CCPM/$split.small" \
+    && mv "$CCPM/$split.small" "$CCPM/$split.jsonl"; done
+fi
 
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
