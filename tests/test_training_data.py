@@ -206,6 +206,8 @@ def test_mined_rows_extend_training_rows_and_never_dev_rows(
             assert row.anchor not in dev_anchors
             source = by_anchor[row.anchor]
             assert row.positive == source.positive
-            assert row.negatives[: len(source.negatives)] == source.negatives
-            assert len(set(row.negatives)) == len(row.negatives) > len(source.negatives)
+            # The source row's own negative comes first; the negatives mined into the data
+            # files since (``training.mine --write-back``) are another mining, not a prefix.
+            assert row.negatives[0] == source.negatives[0]
+            assert len(set(row.negatives)) == len(row.negatives) > 1
             assert row.positive not in row.negatives
