@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from sentence_transformers.base.evaluation import SentenceEvaluator, SequentialEvaluator
-from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
 from sentence_transformers.cross_encoder import (
     CrossEncoder,
     CrossEncoderTrainer,
@@ -46,6 +45,7 @@ from training.train import (
     TimeLimit,
     TrainingData,
     card_info_hyper,
+    common_training_kwargs,
     final_evaluation,
     load_training_data,
     run_job,
@@ -170,38 +170,8 @@ def build_evaluators(data: TrainingData, ccpm_dir: Path | None, seed: int) -> li
 
 
 def training_arguments(args: argparse.Namespace, evaluate: bool) -> CrossEncoderTrainingArguments:
-    """As :func:`training.train.training_arguments`: linear schedule with 10% warmup,
-    no-duplicates batches, mixed precision only on CUDA."""
-    cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    short = 0 < args.max_steps < 50
-    return CrossEncoderTrainingArguments(
-        output_dir=str(args.output_dir / "checkpoints"),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_steps=0.1,
-        lr_scheduler_type="linear",
-        seed=args.seed,
-        data_seed=args.seed,
-        bf16=bf16,
-        fp16=cuda and not bf16,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
-        eval_strategy="steps" if evaluate and args.eval_steps > 0 else "no",
-        eval_steps=args.eval_steps if args.eval_steps > 0 else None,
-        save_strategy="no" if args.no_checkpoints else "steps",
-        save_steps=args.save_steps,
-        save_total_limit=1,
-        logging_steps=1 if short else 0.02,
-        logging_first_step=True,
-        disable_tqdm=True,
-        report_to="none",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=cuda,
-    )
+    """The encoder's trainer settings (:func:`training.train.common_training_kwargs`)."""
+    return CrossEncoderTrainingArguments(**common_training_kwargs(args, evaluate))
 
 
 def write_card(args: argparse.Namespace, data: TrainingData, model: CrossEncoder,

@@ -233,41 +233,47 @@ def build_evaluators(data: TrainingData, ccpm_dir: Path | None, seed: int) -> li
     return evaluators
 
 
-def training_arguments(
-    args: argparse.Namespace, prompts: dict[str, str] | None, evaluate: bool
-) -> SentenceTransformerTrainingArguments:
-    """Trainer settings: linear schedule with 10% warmup, no-duplicates batches, mixed
-    precision only on CUDA."""
+def common_training_kwargs(args: argparse.Namespace, evaluate: bool) -> dict[str, Any]:
+    """Trainer settings shared by the encoder and the reranker: linear schedule with 10%
+    warmup, no-duplicates batches, mixed precision only on CUDA."""
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     short = 0 < args.max_steps < 50
+    return {
+        "output_dir": str(args.output_dir / "checkpoints"),
+        "num_train_epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "per_device_train_batch_size": args.batch_size,
+        "per_device_eval_batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "warmup_steps": 0.1,
+        "lr_scheduler_type": "linear",
+        "seed": args.seed,
+        "data_seed": args.seed,
+        "bf16": bf16,
+        "fp16": cuda and not bf16,
+        "batch_sampler": BatchSamplers.NO_DUPLICATES,
+        "multi_dataset_batch_sampler": MultiDatasetBatchSamplers.PROPORTIONAL,
+        "eval_strategy": "steps" if evaluate and args.eval_steps > 0 else "no",
+        "eval_steps": args.eval_steps if args.eval_steps > 0 else None,
+        "save_strategy": "no" if args.no_checkpoints else "steps",
+        "save_steps": getattr(args, "save_steps", 0.25),
+        "save_total_limit": 1,
+        "logging_steps": 1 if short else 0.02,
+        "logging_first_step": True,
+        "disable_tqdm": True,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": cuda,
+    }
+
+
+def training_arguments(
+    args: argparse.Namespace, prompts: dict[str, str] | None, evaluate: bool
+) -> SentenceTransformerTrainingArguments:
+    """The encoder's trainer settings (:func:`common_training_kwargs`) with its prompts."""
     return SentenceTransformerTrainingArguments(
-        output_dir=str(args.output_dir / "checkpoints"),
-        num_train_epochs=args.epochs,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
-        learning_rate=args.lr,
-        warmup_steps=0.1,
-        lr_scheduler_type="linear",
-        seed=args.seed,
-        data_seed=args.seed,
-        bf16=bf16,
-        fp16=cuda and not bf16,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.PROPORTIONAL,
-        prompts=prompts,
-        eval_strategy="steps" if evaluate and args.eval_steps > 0 else "no",
-        eval_steps=args.eval_steps if args.eval_steps > 0 else None,
-        save_strategy="no" if args.no_checkpoints else "steps",
-        save_steps=getattr(args, "save_steps", 0.25),
-        save_total_limit=1,
-        logging_steps=1 if short else 0.02,
-        logging_first_step=True,
-        disable_tqdm=True,
-        report_to="none",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=cuda,
+        **common_training_kwargs(args, evaluate), prompts=prompts
     )
 
 
