@@ -3,7 +3,7 @@
     python -m bench --quick          # N = 1,000, 60 queries: meant for < 15 min on 2 cores
     python -m bench                  # N = 20,000, 200 queries, then the full corpus
 
-Three sides, each task in its own process (peak RSS per side, from ``wait4``), alternating
+Three sides, each task in its own process (peak RSS per side: the worker's ``VmHWM``), alternating
 poemrag / seed / baseline / poemrag / seed / baseline:
 
 * **poemrag**: the packaged int8 ONNX encoder, Qdrant Edge, ``PoemRetriever``;
@@ -114,7 +114,11 @@ def run_side(
     side: str, task: str, *, data: Path, model: Path, work: Path, tag: str,
     extra: list[str], timeout: float | None, profile: Path | None = None,
 ) -> dict[str, Any]:
-    """Run one worker process; return its JSON plus wall time and peak RSS (from wait4)."""
+    """Run one worker process; return its JSON plus wall time and peak memory.
+
+    Peak RSS is the worker's own high-water mark (``VmHWM`` after its exec), not ``wait4``'s
+    ``ru_maxrss``: Linux carries the forking parent's resident pages into the child's
+    ``ru_maxrss``, so every side would read at least the harness's own size."""
     out = work / f"{tag}.json"
     progress = work / f"{tag}.progress.json"
     cmd = [sys.executable, "-m", "bench.sides", side, task, "--data", str(data),
@@ -131,9 +135,12 @@ def run_side(
     peak_disk, next_sample, next_busy = 0.0, 0.0, 0.0
     next_report = started + PROGRESS_EVERY_S
     peak_mem = {"RssAnon": 0, "RssFile": 0}
+    peak_total = 0
     while True:
-        for key, value in (read_status(proc.pid) or {}).items():
+        sample = read_status(proc.pid) or {}
+        for key, value in sample.items():
             peak_mem[key] = max(peak_mem[key], value)
+        peak_total = max(peak_total, sum(sample.values()))
         if time.perf_counter() >= next_sample:
             peak_disk = max(peak_disk, disk_mb(data))
             next_sample = time.perf_counter() + 2.0
@@ -144,13 +151,13 @@ def run_side(
             for b in other_heavy_processes():
                 BUSY_SEEN.setdefault(b.split(" ", 1)[1], b)
             next_busy = time.perf_counter() + 10.0
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         if timeout is not None and time.perf_counter() - started > timeout:
             os.killpg(proc.pid, signal.SIGKILL)
             timed_out = True
-            pid, status, usage = os.wait4(proc.pid, 0)
+            pid, status, _ = os.wait4(proc.pid, 0)
             break
         time.sleep(0.2)
     wall = time.perf_counter() - started
@@ -158,7 +165,7 @@ def run_side(
     log.close()
     result: dict[str, Any] = {
         "side": side, "task": task, "wall_s": wall, "exit_code": proc.returncode,
-        "peak_rss_mb": usage.ru_maxrss / 1024, "timed_out": timed_out,
+        "peak_rss_mb": peak_total, "timed_out": timed_out,
         # Sampled every 0.2 s: anonymous pages (what the process needs) apart from
         # file-backed ones (the store's memory-mapped files, which the kernel can drop).
         "peak_anon_mb": peak_mem["RssAnon"], "peak_file_mb": peak_mem["RssFile"],
@@ -166,6 +173,7 @@ def run_side(
     }
     if out.exists() and not timed_out:
         result |= json.loads(out.read_text(encoding="utf-8"))
+        result["peak_rss_mb"] = max(result.pop("peak_rss_mb_self"), peak_total)
     else:
         tail = (work / f"{tag}.log").read_text(errors="replace").strip().splitlines()[-3:]
         result["error"] = "timed out" if timed_out else (tail[-1] if tail else "no output")
