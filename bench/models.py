@@ -10,7 +10,11 @@
   stand-in: a model's speed does not depend on its weights, its answers do, so no quality
   figure is ever reported for it. Built once per vocabulary.
 
-Both land under ``artifacts/bench/`` (``--cache`` in ``python -m bench``); a rerun reuses them.
+* :func:`standin_reranker` (``python -m bench.rerank`` when no trained reranker is given): a
+  cross-encoder of the reranker's intended shape (the fast student's 4 layers, as the GPU job
+  prunes them, with a new random scoring head), exported to int8 ONNX. Speed only, like the seed.
+
+All land under ``artifacts/bench/`` (``--cache``); a rerun reuses them.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ CACHE = ROOT / "artifacts" / "bench"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 UNPACK_RECORD = "bench_unpack.json"
 SEED_RECORD = "bench_seed.json"
+STANDIN_RECORD = "bench_standin.json"
 
 
 @dataclass(frozen=True)
@@ -182,3 +187,30 @@ def _build_seed(out: Path, vocab: list[str], arch: SeedArch, seed: int) -> int:
     st.save(str(out), safe_serialization=True, create_model_card=False)
     shutil.rmtree(hf)
     return params
+
+
+# -- the reranker stand-in --------------------------------------------------------------------
+
+
+def standin_reranker(encoder_dir: Path, cache: Path = CACHE) -> Path:
+    """An int8 ONNX cross-encoder made of ``encoder_dir``'s transformer (an exported poemrag
+    encoder, unpacked) and a random scoring head: the reranker's speed, none of its answers."""
+    from poemrag.fingerprint import model_fingerprint
+    from training.rerank import load_base
+    from training.rerank_export import export_reranker
+
+    encoder_dir = Path(encoder_dir)
+    fingerprint = model_fingerprint(str(encoder_dir))
+    final = cache / f"standin-reranker-{encoder_dir.name}-{fingerprint[:12]}"
+
+    def build(tmp: Path) -> dict[str, Any]:
+        say(f"building a stand-in reranker from {encoder_dir}'s layers (once; cached in {final})")
+        ce = load_base(str(same_weights_model(encoder_dir, cache)), max_length=128)
+        ce.save(str(tmp / "ce"))
+        export_reranker(tmp / "ce", tmp, int8=True)
+        shutil.rmtree(tmp / "ce")
+        layers = ce.model.config.num_hidden_layers
+        return {"source": str(encoder_dir), "fingerprint": fingerprint, "layers": layers,
+                "note": "random scoring head: a speed-only stand-in, no quality figure"}
+
+    return _cached_build(final, STANDIN_RECORD, build)
