@@ -101,6 +101,29 @@ def test_tiny_student_moves_towards_its_teacher(tmp_path: Path,
     assert (out / "teacher" / "teacher.npy").is_file()
 
 
+def test_resume_continues_from_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.tiny_model import build_tiny_st_model
+
+    monkeypatch.delenv("POEMRAG_CCPM_DIR", raising=False)
+    teacher = build_tiny_model(tmp_path / "teacher")
+    build_tiny_st_model(tmp_path / "student", seed=1)
+    chat = write_jsonl(tmp_path / "chat.jsonl", made_up_triplets())
+    out = tmp_path / "out"
+    common = ["--student", str(tmp_path / "student"), "--teacher", str(teacher), "--data",
+              str(chat), "--couplets", "0", "--output-dir", str(out), "--batch-size", "4",
+              "--save-steps", "2", "--no-eval"]
+    assert main([*common, "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--max-steps", "4", "--resume"]) == 0
+    logged = capsys.readouterr().out
+    # The second sitting trains steps 3 and 4 only; the history holds all four.
+    assert "[step 3/4" in logged and "[step 4/4" in logged and "[step 1/4" not in logged
+    state = json.loads((out / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]
+
+
 def test_prompt_mismatch_is_a_one_line_error(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from training.prune import prune

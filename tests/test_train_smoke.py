@@ -37,16 +37,21 @@ def test_unknown_base_is_a_one_line_error(tmp_path: Path, capsys: pytest.Capture
 def test_time_limit_stops_training_after_the_budget_and_only_then() -> None:
     now = [100.0]
     limit = TimeLimit(minutes=1.0, clock=lambda: now[0])
-    control, state = SimpleNamespace(should_training_stop=False), SimpleNamespace(
-        global_step=1, max_steps=10)
-    limit.on_train_begin(None, state, control)
+    control, state = SimpleNamespace(should_training_stop=False, should_save=False), \
+        SimpleNamespace(global_step=1, max_steps=10)
+    targs = SimpleNamespace(save_strategy="steps")
+    limit.on_train_begin(targs, state, control)
     now[0] += 59.0
-    limit.on_step_end(None, state, control)
-    assert not control.should_training_stop
+    limit.on_step_end(targs, state, control)
+    assert not control.should_training_stop and not control.should_save
     now[0] += 1.0
     state.global_step = 2
-    limit.on_step_end(None, state, control)
-    assert control.should_training_stop and limit.stopped_at == 2
+    limit.on_step_end(targs, state, control)
+    # The stopping step is saved, so --resume continues from it.
+    assert control.should_training_stop and control.should_save and limit.stopped_at == 2
+    control.should_save = False
+    limit.on_step_end(SimpleNamespace(save_strategy="no"), state, control)
+    assert not control.should_save  # --no-checkpoints: nothing to resume from
 
 
 @pytest.mark.parametrize("bad", [["--time-limit", "0"], ["--time-limit", "-5"], ["--lr", "0"]])

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate every N steps (< 1: share of the run); 0 = only at the end")
     p.add_argument("--no-eval", action="store_true")
     p.add_argument("--no-checkpoints", action="store_true")
+    p.add_argument("--save-steps", type=float, default=0.25,
+                   help="save a checkpoint every N steps (< 1: share of the run)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in OUTPUT_DIR/checkpoints (the "
+                        "teacher's vectors are cached there too)")
     p.add_argument("--train-embeddings", action="store_true",
                    help="also train the word embeddings (frozen by default: they are the "
                         "teacher's, hold most of the parameters and slow every CPU step)")
@@ -192,7 +197,7 @@ def distill(args: argparse.Namespace) -> Path:
         callbacks=[ProgressLog()] + ([TimeLimit(args.time_limit)] if args.time_limit else []),
     )
     trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
 
     final_metrics = final_evaluation(trainer, evaluator)
     student.save(str(args.output_dir), create_model_card=False)

@@ -170,7 +170,8 @@ class ProgressLog(TrainerCallback):
 
 
 class TimeLimit(TrainerCallback):
-    """Stops training once ``minutes`` of wall-clock time have passed since the first step."""
+    """Stops training once ``minutes`` of wall-clock time have passed since the first step,
+    saving a checkpoint of that step (when the run saves any) so ``--resume`` goes on from it."""
 
     def __init__(self, minutes: float, clock: Any = time.monotonic) -> None:
         self.seconds = minutes * 60
@@ -184,6 +185,8 @@ class TimeLimit(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self.start is not None and self.clock() - self.start >= self.seconds:
             control.should_training_stop = True
+            if getattr(args, "save_strategy", "no") != "no":
+                control.should_save = True
             if self.stopped_at is None:
                 self.stopped_at = state.global_step
                 print(f"time limit reached: stopping at step {state.global_step}/"
@@ -257,7 +260,7 @@ def common_training_kwargs(args: argparse.Namespace, evaluate: bool) -> dict[str
         "eval_strategy": "steps" if evaluate and args.eval_steps > 0 else "no",
         "eval_steps": args.eval_steps if args.eval_steps > 0 else None,
         "save_strategy": "no" if args.no_checkpoints else "steps",
-        "save_steps": getattr(args, "save_steps", 0.25),
+        "save_steps": args.save_steps,
         "save_total_limit": 1,
         "logging_steps": 1 if short else 0.02,
         "logging_first_step": True,
