@@ -52,6 +52,9 @@ def test_shared_characters_count_distinct_chinese_characters_only() -> None:
     t = Triplet("放学后在田埂上吹着笛子，晚风里慢慢走回家", COUPLETS[1].text, (), "f:1", 1001)
     assert lint_authored(t) == [("f:1: message shares 4 characters with its couplet "
                                 "(晚笛里风; at most 3)")]
+    # Three distinct characters, but one repeated: a copied run all the same.
+    t = Triplet("离家那天，我一步一回头。", "一步一回首，迟迟向近关。", (), "f:2", 1)
+    assert lint_authored(t) == ["f:2: anchor copies '一步一回' from its positive"]
 
 
 def test_check_reports_every_rule_with_file_and_line() -> None:

@@ -213,9 +213,18 @@ def data_group(t: Triplet) -> str:
     return "v1" if t.positive_id is None else "v2"
 
 
+def copy_error(t: Triplet) -> str | None:
+    """The ``file:line`` error of a message that copies a run of its couplet, if it does."""
+    piece = shares_run(t.anchor, t.positive)
+    return None if piece is None else f"{t.where}: anchor copies {piece!r} from its positive"
+
+
 def lint_authored(t: Triplet) -> list[str]:
-    """``file:line`` errors of the stricter rules for authored v2 rows."""
+    """``file:line`` errors of the stricter rules for authored v2 rows (the copied-run rule of
+    every row included: a message can share only 3 distinct characters yet repeat one)."""
     errors: list[str] = []
+    if (copied := copy_error(t)) is not None:
+        errors.append(copied)
     low, high = MESSAGE_CHARS
     if not low <= len(t.anchor) <= high:
         errors.append(f"{t.where}: message has {len(t.anchor)} characters (allowed {low}-{high})")
@@ -235,9 +244,8 @@ def lint_triplets(triplets: Iterable[Triplet]) -> list[str]:
     errors: list[str] = []
     seen: dict[str, str] = {}
     for t in triplets:
-        piece = shares_run(t.anchor, t.positive)
-        if piece is not None:
-            errors.append(f"{t.where}: anchor copies {piece!r} from its positive")
+        if (copied := copy_error(t)) is not None:
+            errors.append(copied)
         if t.anchor in seen:
             errors.append(f"{t.where}: duplicate anchor (first at {seen[t.anchor]})")
         else:
