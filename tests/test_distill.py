@@ -124,6 +124,31 @@ def test_resume_continues_from_the_last_checkpoint(
     assert [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]
 
 
+def test_shuffle_seed_reorders_batches_and_keeps_the_teacher_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from training.tiny_model import build_tiny_st_model
+
+    monkeypatch.delenv("POEMRAG_CCPM_DIR", raising=False)
+    teacher = build_tiny_model(tmp_path / "teacher")
+    build_tiny_st_model(tmp_path / "student", seed=1)
+    chat = write_jsonl(tmp_path / "chat.jsonl", made_up_triplets())
+    out = tmp_path / "out"
+    common = ["--student", str(tmp_path / "student"), "--teacher", str(teacher), "--data",
+              str(chat), "--couplets", "0", "--output-dir", str(out), "--batch-size", "4",
+              "--max-steps", "1", "--save-steps", "1", "--no-eval"]
+    assert main(common) == 0
+    cache = out / "teacher" / "teacher.npy"
+    stamp = cache.stat().st_mtime_ns
+    assert main([*common, "--shuffle-seed", "7"]) == 0
+    saved = torch.load(out / "checkpoints" / "checkpoint-1" / "training_args.bin",
+                       weights_only=False)
+    assert saved.seed == saved.data_seed == 7
+    assert cache.stat().st_mtime_ns == stamp  # same texts: the teacher's vectors were reused
+
+
 def test_prompt_mismatch_is_a_one_line_error(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from training.prune import prune

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="stop after this much training time, then evaluate and save as usual")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--shuffle-seed", type=int, default=None,
+                   help="seed of the batch order only (default --seed): a second run over "
+                        "the same texts, and so the same cached teacher vectors, in a new order")
     p.add_argument("--eval-steps", type=float, default=0.5,
                    help="evaluate every N steps (< 1: share of the run); 0 = only at the end")
     p.add_argument("--no-eval", action="store_true")
@@ -188,9 +191,12 @@ def distill(args: argparse.Namespace) -> Path:
     data = TrainingData({"distill": dataset}, chat_dev, chat, list(files))
     evaluators = [] if args.no_eval else build_evaluators(data, ccpm_dir, args.seed)
     evaluator = SequentialEvaluator(evaluators) if evaluators else None
+    targs = training_arguments(args, None, evaluator is not None)
+    if args.shuffle_seed is not None:
+        targs.seed = targs.data_seed = args.shuffle_seed  # the batch sampler reads .seed
     trainer = SentenceTransformerTrainer(
         model=student,
-        args=training_arguments(args, None, evaluator is not None),
+        args=targs,
         train_dataset=dataset,
         loss=EmbedDistillLoss(student, distance_metric="cosine"),
         evaluator=evaluator,
