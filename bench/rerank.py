@@ -101,8 +101,9 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{fmt(r['rerank_p50_ms'])} |")
     m = result["machine"]
     busy = m["other_busy_processes_before"] + m["other_busy_processes_after"]
-    lines += ["", f"Machine: {m['cpus']} CPUs"
-              + (f"; other processes using the CPU: {len(busy)}" if busy else "; idle"), ""]
+    lines += ["", f"Machine: {m['cpus']} CPUs, 1-minute load average {m['loadavg_before'][0]} "
+              f"before and {m['loadavg_after'][0]} after"
+              + (f"; other processes using the CPU: {len(busy)}" if busy else ""), ""]
     return "\n".join(lines)
 
 
