@@ -101,19 +101,25 @@ def test_tiny_student_moves_towards_its_teacher(tmp_path: Path,
     assert (out / "teacher" / "teacher.npy").is_file()
 
 
-def test_resume_continues_from_the_last_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _tiny_run_args(tmp_path: Path, out: Path) -> list[str]:
+    """``training.distill`` arguments for a tiny teacher, a tiny student of another seed and
+    the made-up chat rows, in batches of 4 without evaluation."""
     from training.tiny_model import build_tiny_st_model
 
-    monkeypatch.delenv("POEMRAG_CCPM_DIR", raising=False)
     teacher = build_tiny_model(tmp_path / "teacher")
     build_tiny_st_model(tmp_path / "student", seed=1)
     chat = write_jsonl(tmp_path / "chat.jsonl", made_up_triplets())
+    return ["--student", str(tmp_path / "student"), "--teacher", str(teacher), "--data",
+            str(chat), "--couplets", "0", "--output-dir", str(out), "--batch-size", "4",
+            "--no-eval"]
+
+
+def test_resume_continues_from_the_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("POEMRAG_CCPM_DIR", raising=False)
     out = tmp_path / "out"
-    common = ["--student", str(tmp_path / "student"), "--teacher", str(teacher), "--data",
-              str(chat), "--couplets", "0", "--output-dir", str(out), "--batch-size", "4",
-              "--save-steps", "2", "--no-eval"]
+    common = [*_tiny_run_args(tmp_path, out), "--save-steps", "2"]
     assert main([*common, "--max-steps", "2"]) == 0
     capsys.readouterr()
     assert main([*common, "--max-steps", "4", "--resume"]) == 0
@@ -129,16 +135,9 @@ def test_shuffle_seed_reorders_batches_and_keeps_the_teacher_cache(
 ) -> None:
     import torch
 
-    from training.tiny_model import build_tiny_st_model
-
     monkeypatch.delenv("POEMRAG_CCPM_DIR", raising=False)
-    teacher = build_tiny_model(tmp_path / "teacher")
-    build_tiny_st_model(tmp_path / "student", seed=1)
-    chat = write_jsonl(tmp_path / "chat.jsonl", made_up_triplets())
     out = tmp_path / "out"
-    common = ["--student", str(tmp_path / "student"), "--teacher", str(teacher), "--data",
-              str(chat), "--couplets", "0", "--output-dir", str(out), "--batch-size", "4",
-              "--max-steps", "1", "--save-steps", "1", "--no-eval"]
+    common = [*_tiny_run_args(tmp_path, out), "--max-steps", "1", "--save-steps", "1"]
     assert main(common) == 0
     cache = out / "teacher" / "teacher.npy"
     stamp = cache.stat().st_mtime_ns
