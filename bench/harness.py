@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -645,15 +646,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             say(f"work directory kept: {work}")
     save(result, args.out, mode)
-    print(json.dumps(result, ensure_ascii=False,
-                     default=lambda o: round(o, 3) if isinstance(o, float) else str(o)))
+    print_last_line(result)
     return 0
 
 
-def save(result: dict[str, Any], out: Path, mode: str) -> None:
+def save(result: dict[str, Any], out: Path, mode: str,
+         render: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """``out/{mode}.json`` (every field) and ``out/{mode}.md`` (``render``, default the A/B
+    report)."""
     (out / f"{mode}.json").write_text(
         json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (out / f"{mode}.md").write_text(markdown(result), encoding="utf-8")
+    (out / f"{mode}.md").write_text((render or markdown)(result), encoding="utf-8")
+
+
+def print_last_line(result: dict[str, Any]) -> None:
+    """The result as the one JSON object a benchmark prints last (floats to 3 decimals)."""
+    print(json.dumps(result, ensure_ascii=False,
+                     default=lambda o: round(o, 3) if isinstance(o, float) else str(o)))
 
 
 def machine_info(load_before: tuple[float, float, float], busy_before: list[str]) -> dict:

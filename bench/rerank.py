@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -27,7 +26,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import default_source, fmt, machine_info, other_heavy_processes
+from bench.harness import (
+    default_source,
+    fmt,
+    machine_info,
+    other_heavy_processes,
+    print_last_line,
+    save,
+)
 from bench.models import CACHE, standin_reranker
 from bench.queries import chat_queries
 from bench.sides import percentile
@@ -54,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and how long it took, in milliseconds."""
     start = time.perf_counter()
-    value = fn()
+    value = fn(*args, **kwargs)
     return value, (time.perf_counter() - start) * 1000
 
 
@@ -69,10 +76,10 @@ def measure(retriever: Any, embeddings: Any, store: Any, reranker: Any, queries:
         warm = i < WARMUP
         for d in [0, *depths]:
             opts = {"rerank": reranker, "rerank_top_n": d} if d else {"rerank": None}
-            _, total = timed(lambda: retriever.invoke(q, **opts))
-            vector, embed = timed(lambda: embeddings.encode_queries([q])[0])
-            hits, search = timed(lambda: store.search(vector, max(d, K)))
-            _, rerank = timed(lambda: reranker.score(q, [h.text for h in hits])) if d else (0, 0.0)
+            _, total = timed(retriever.invoke, q, **opts)
+            vectors, embed = timed(embeddings.encode_queries, [q])
+            hits, search = timed(store.search, vectors[0], max(d, K))
+            _, rerank = timed(reranker.score, q, [h.text for h in hits]) if d else (0, 0.0)
             if not warm:
                 for key, value in (("total", total), ("embed", embed), ("search", search),
                                    ("rerank", rerank)):
@@ -89,9 +96,9 @@ def measure(retriever: Any, embeddings: Any, store: Any, reranker: Any, queries:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Retrieve + rerank latency ({result['date']})", "",
-             f"`{result['command']}` — {result['n']:,} couplets, {result['queries']} messages, "
-             f"k = {K}, one couplet per poem; encoder `{result['model']}`, reranker "
-             f"{result['reranker']}. Milliseconds, one message at a time.", "",
+             (f"`{result['command']}` — {result['n']:,} couplets, {result['queries']} messages, "
+              f"k = {K}, one couplet per poem; encoder `{result['model']}`, reranker "
+              f"{result['reranker']}. Milliseconds, one message at a time."), "",
              "| rerank depth | p50 | p95 | · embed p50 | · search p50 | · rerank p50 |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name, r in result["latency"].items():
@@ -149,11 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": round(time.perf_counter() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rerank.json").write_text(
-        json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (args.out / "rerank.md").write_text(markdown(result), encoding="utf-8")
-    print(json.dumps(result, ensure_ascii=False,
-                     default=lambda o: round(o, 3) if isinstance(o, float) else str(o)))
+    save(result, args.out, "rerank", render=markdown)
+    print_last_line(result)
     return 0
 
 
