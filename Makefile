@@ -41,7 +41,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not integration" $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check poemrag training tests
+	$(BIN)/ruff check poemrag training tests bench ingest examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -21,13 +21,12 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from poemrag.encoders import MODEL_INFO_FILE, ONNX_FILE
 from poemrag.errors import RerankerError
 from poemrag.retriever import RERANK_SCORE, clean_query
 from poemrag.settings import MODELS_DIR, Settings, resolve_model
 
-ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
-INFO_FILE = "poemrag_model.json"
 KIND = "cross-encoder"
 """``kind`` in a reranker export's ``poemrag_model.json`` (encoders have none)."""
 DEFAULT_MAX_LENGTH = 128
@@ -79,13 +78,13 @@ class PoemReranker(BaseDocumentCompressor):
         from tokenizers import Tokenizer
 
         path = reranker_dir(self.model)
-        info_path = path / INFO_FILE
+        info_path = path / MODEL_INFO_FILE
         info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
         if info.get("kind") != KIND or not (path / ONNX_FILE).is_file() \
                 or not (path / TOKENIZER_FILE).is_file():
             raise RerankerError(
                 f"not a reranker export: {path} needs {ONNX_FILE}, {TOKENIZER_FILE} and "
-                f'{INFO_FILE} with "kind": "{KIND}" (python -m training.rerank_export)'
+                f'{MODEL_INFO_FILE} with "kind": "{KIND}" (python -m training.rerank_export)'
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads or 0

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from model_fixtures import tiny_fp32, tiny_int8, tiny_st
 
-from poemrag.encoders import OnnxEncoder
+from poemrag.encoders import MODEL_INFO_FILE, OnnxEncoder
 from poemrag.settings import MODELS_DIR
-from training.export import INFO_FILE, main
+from training.export import main
 
 __all__ = ["tiny_fp32", "tiny_int8", "tiny_st"]  # fixtures, imported for pytest
 
@@ -70,7 +70,7 @@ def test_export_dir_files_and_info(tiny_st: Path, tiny_int8: Path) -> None:
     for name in ("model.onnx", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "config.json", "config_sentence_transformers.json"):
         assert (tiny_int8 / name).is_file(), name
-    info = json.loads((tiny_int8 / INFO_FILE).read_text())
+    info = json.loads((tiny_int8 / MODEL_INFO_FILE).read_text())
     assert info | {"base": None} == {
         "dim": 48, "pooling": "mean", "normalize": True, "max_length": 64,
         "prompts": {"query": "query: ", "document": "passage: "}, "base": None,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -205,12 +206,18 @@ def evaluate(
     return report
 
 
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def aligned(rows: Sequence[tuple[str, str]]) -> str:
+    """``rows`` as a two-column table, the labels padded to one width."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
 def format_report(r: Report) -> str:
     """A small aligned table."""
-
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.1f}%"
-
     rows = [
         ("model", f"{r.model} ({r.backend})"),
         (f"CCPM valid accuracy ({r.ccpm_rows} rows)", pct(r.ccpm_accuracy)),
@@ -228,8 +235,7 @@ def format_report(r: Report) -> str:
                      (f"{pct(m['recall_at_1'])} / {pct(m['recall_at_10'])} / {m['mrr']:.3f} "
                      f"({pct(m['free_recall_at_1'])} / {pct(m['free_recall_at_10'])} / "
                      f"{m['free_mrr']:.3f})")))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return aligned(rows)
 
 
 def corpus_couplet_texts(source: Path | None) -> list[str]:
@@ -239,9 +245,8 @@ def corpus_couplet_texts(source: Path | None) -> list[str]:
     return [c.text for c in load_corpus(source).couplets()]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("model", help="model directory (ST or ONNX) or hub id")
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """The options every evaluation command shares: output, data, CCPM, corpus, pool."""
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--data", type=Path, nargs="*", default=None,
                    help=f"chat triplet files; their dev split is used (default {DEFAULT_DATA_GLOB})")
@@ -249,6 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
     p.add_argument("--pool-size", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=0)
+
+
+def load_dev_and_ccpm(args: argparse.Namespace) -> tuple[list[Triplet], list[CcpmRow]]:
+    """The dev rows of ``args.data`` (default: every chat file) and CCPM valid, if there."""
+    files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+    _, dev = split_dev(read_triplet_files(files))
+    ccpm_dir = resolve_ccpm_dir(args.ccpm_dir)
+    if ccpm_dir is None:
+        print("note: no CCPM folder (--ccpm-dir or POEMRAG_CCPM_DIR); skipping CCPM",
+              file=sys.stderr)
+        return dev, []
+    return dev, load_ccpm_split(ccpm_dir, "valid")
+
+
+def write_json(path: Path | None, report: Any) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(report), ensure_ascii=False, indent=2) + "\n", "utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("model", help="model directory (ST or ONNX) or hub id")
+    add_common_args(p)
     p.add_argument("--hybrid-weights", type=float, nargs="*", default=(),
                    help="also rank by dense + W x character BM25 for each W (0 = dense alone)")
     return p
@@ -257,13 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
-        _, dev = split_dev(read_triplet_files(files))
-        ccpm_dir = resolve_ccpm_dir(args.ccpm_dir)
-        ccpm_rows = load_ccpm_split(ccpm_dir, "valid") if ccpm_dir is not None else []
-        if ccpm_dir is None:
-            print("note: no CCPM folder (--ccpm-dir or POEMRAG_CCPM_DIR); skipping CCPM",
-                  file=sys.stderr)
+        dev, ccpm_rows = load_dev_and_ccpm(args)
         corpus = corpus_couplet_texts(args.corpus)
         report = evaluate(open_encoders(args.model), args.model, ccpm_rows, dev, corpus,
                           pool_size=args.pool_size, seed=args.seed,
@@ -272,9 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(asdict(report), ensure_ascii=False, indent=2) + "\n", "utf-8")
+    write_json(args.json, report)
     return 0
 
 

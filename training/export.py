@@ -22,16 +22,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from poemrag.encoders import MODEL_INFO_FILE, ONNX_FILE
 from poemrag.errors import ModelError, PoemragError
 
-ONNX_FILE = "model.onnx"
-INFO_FILE = "poemrag_model.json"
 OPSET = 17
 COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "config.json", "config_sentence_transformers.json", "README.md")
@@ -179,7 +178,7 @@ def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False, opset: in
 
 
 def _write_info(out_dir: Path, info: dict[str, Any]) -> None:
-    (out_dir / INFO_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n",
+    (out_dir / MODEL_INFO_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")
 
 
@@ -247,20 +246,24 @@ def st_and_onnx_vectors(st: Any, onnx_dir: Path,
     return ref, got
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.export", description=__doc__,
+def run_export_cli(argv: list[str] | None, *, prog: str, doc: str | None, model_help: str,
+                   export: Callable[..., Path], compare: Callable[[Path, Path], dict[str, float]],
+                   parity_key: str, describe: Callable[[dict[str, float]], str]) -> int:
+    """The command line shared by the encoder's and the reranker's export: export, check the
+    export against the training framework's own scores, record the check, print two lines."""
+    p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="sentence-transformers model directory")
+    p.add_argument("model", type=Path, help=model_help)
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--int8", action="store_true", help="dynamic int8 quantization")
     p.add_argument("--opset", type=int, default=OPSET)
     args = p.parse_args(argv)
     t0 = time.time()
     try:
-        out = export_onnx(args.model, args.out, int8=args.int8, opset=args.opset)
-        stats = compare_with_st(args.model, out)
-        info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
-        info["parity_vs_sentence_transformers"] = {k: round(v, 8) for k, v in stats.items()}
+        out = export(args.model, args.out, int8=args.int8, opset=args.opset)
+        stats = compare(args.model, out)
+        info = json.loads((out / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+        info[parity_key] = {k: round(v, 8) for k, v in stats.items()}
         _write_info(out, info)
     except (PoemragError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -268,9 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     size = (out / ONNX_FILE).stat().st_size / 2**20
     print(f"exported {out / ONNX_FILE} ({size:.1f} MiB, {'int8' if args.int8 else 'fp32'}) "
           f"in {time.time() - t0:.0f}s")
-    print(f"vs sentence-transformers: max abs diff {stats['max_abs_diff']:.2e}, "
-          f"min cosine {stats['min_cosine']:.6f}")
+    print(describe(stats))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_export_cli(
+        argv, prog="python -m training.export", doc=__doc__,
+        model_help="sentence-transformers model directory", export=export_onnx,
+        compare=compare_with_st, parity_key="parity_vs_sentence_transformers",
+        describe=lambda s: (f"vs sentence-transformers: max abs diff {s['max_abs_diff']:.2e}, "
+                            f"min cosine {s['min_cosine']:.6f}"))
 
 
 if __name__ == "__main__":

@@ -19,27 +19,29 @@ Reports
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from poemrag.errors import PoemragError
 from training.ccpm import CcpmRow
-from training.data import Triplet, load_ccpm_split, read_triplet_files, resolve_ccpm_dir, split_dev
+from training.data import Triplet
 from training.evaluate import (
-    DEFAULT_DATA_GLOB,
     Encoders,
+    add_common_args,
+    aligned,
     build_pool,
     corpus_couplet_texts,
     dev_subsets,
+    load_dev_and_ccpm,
     open_encoders,
+    pct,
     retrieval_metrics,
+    write_json,
 )
 
 PairScorer = Callable[[Sequence[tuple[str, str]]], np.ndarray]
@@ -77,7 +79,8 @@ def choice_accuracy(score: PairScorer, choices: Sequence[Choice]) -> float:
 
 def open_scorer(model: str, batch_size: int = 64) -> tuple[PairScorer, str]:
     """(pair scorer, backend): an ONNX export through PoemReranker, else a CrossEncoder."""
-    from poemrag.reranker import ONNX_FILE, PoemReranker, reranker_dir
+    from poemrag.encoders import ONNX_FILE
+    from poemrag.reranker import PoemReranker, reranker_dir
 
     if (reranker_dir(model) / ONNX_FILE).is_file():
         return PoemReranker(model=model, batch_size=batch_size).score_pairs, "onnx"
@@ -175,9 +178,6 @@ def evaluate_reranker(score: PairScorer, backend: str, reranker: str, enc: Encod
 
 
 def format_report(r: RerankReport) -> str:
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{100 * x:.1f}%"
-
     def row(m: dict[str, Any]) -> str:
         return f"{pct(m['recall_at_1'])} / {pct(m['recall_at_10'])} / {m['mrr']:.3f}"
 
@@ -191,8 +191,7 @@ def format_report(r: RerankReport) -> str:
             rows.append((f"  {name} ({int(by['dense']['rows'])}): dense", row(by["dense"])))
             rows += [(f"  {name}: reranked top {n}", row(m)) for n, m in by.items() if n != "dense"]
         rows.append(("pairs scored per second", f"{r.pairs_per_s:.0f}"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    return aligned(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,13 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default=None,
                    help="bi-encoder whose top N is reranked (default: POEMRAG_MODEL)")
     p.add_argument("--top-n", type=int, nargs="+", default=list(TOP_N))
-    p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    p.add_argument("--data", type=Path, nargs="*", default=None,
-                   help=f"chat triplet files; their dev split is used (default {DEFAULT_DATA_GLOB})")
-    p.add_argument("--ccpm-dir", type=Path, default=None, help="CCPM folder (or POEMRAG_CCPM_DIR)")
-    p.add_argument("--corpus", type=Path, default=None, help="corpus tarball/dir (default: pinned)")
-    p.add_argument("--pool-size", type=int, default=20_000)
-    p.add_argument("--seed", type=int, default=0)
+    add_common_args(p)
     p.add_argument("--batch-size", type=int, default=64)
     return p
 
@@ -222,13 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from poemrag.settings import Settings
 
         encoder = args.encoder or Settings().model
-        files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
-        _, dev = split_dev(read_triplet_files(files))
-        ccpm_dir = resolve_ccpm_dir(args.ccpm_dir)
-        ccpm_rows = load_ccpm_split(ccpm_dir, "valid") if ccpm_dir is not None else []
-        if ccpm_dir is None:
-            print("note: no CCPM folder (--ccpm-dir or POEMRAG_CCPM_DIR); skipping CCPM",
-                  file=sys.stderr)
+        dev, ccpm_rows = load_dev_and_ccpm(args)
         score, backend = open_scorer(args.reranker, args.batch_size)
         corpus = corpus_couplet_texts(args.corpus) if dev else []
         report = evaluate_reranker(score, backend, args.reranker,
@@ -238,10 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(report))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(asdict(report), ensure_ascii=False, indent=2) + "\n",
-                             "utf-8")
+    write_json(args.json, report)
     return 0
 
 

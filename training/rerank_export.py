@@ -13,21 +13,19 @@ makes them) and returns ``logits``, ``[batch, 1]``: the raw score that
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from poemrag.errors import ModelError, PoemragError
-from poemrag.reranker import FEEDS, INFO_FILE, KIND, ONNX_FILE, PoemReranker
-from training.export import OPSET, _write_info, quantize_int8
+from poemrag.encoders import ONNX_FILE
+from poemrag.errors import ModelError
+from poemrag.reranker import FEEDS, KIND, PoemReranker
+from training.export import OPSET, _write_info, quantize_int8, run_export_cli
 
 COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "config.json", "README.md")
@@ -129,29 +127,12 @@ def compare_with_ce(model_dir: Path, onnx_dir: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.rerank_export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", type=Path, help="CrossEncoder directory (python -m training.rerank)")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--int8", action="store_true", help="dynamic int8 quantization")
-    p.add_argument("--opset", type=int, default=OPSET)
-    args = p.parse_args(argv)
-    t0 = time.time()
-    try:
-        out = export_reranker(args.model, args.out, int8=args.int8, opset=args.opset)
-        stats = compare_with_ce(args.model, out)
-    except (PoemragError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    info = json.loads((out / INFO_FILE).read_text(encoding="utf-8"))
-    info["parity_vs_cross_encoder"] = {k: round(v, 8) for k, v in stats.items()}
-    _write_info(out, info)
-    size = (out / ONNX_FILE).stat().st_size / 2**20
-    print(f"exported {out / ONNX_FILE} ({size:.1f} MiB, {'int8' if args.int8 else 'fp32'}) "
-          f"in {time.time() - t0:.0f}s")
-    print(f"vs CrossEncoder: max abs diff {stats['max_abs_diff']:.2e}, "
-          f"same order {'yes' if stats['same_order'] else 'NO'}")
-    return 0
+    return run_export_cli(
+        argv, prog="python -m training.rerank_export", doc=__doc__,
+        model_help="CrossEncoder directory (python -m training.rerank)", export=export_reranker,
+        compare=compare_with_ce, parity_key="parity_vs_cross_encoder",
+        describe=lambda s: (f"vs CrossEncoder: max abs diff {s['max_abs_diff']:.2e}, "
+                            f"same order {'yes' if s['same_order'] else 'NO'}"))
 
 
 if __name__ == "__main__":

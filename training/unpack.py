@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from poemrag.encoders import MODEL_INFO_FILE, ONNX_FILE
 from poemrag.errors import ModelError, PoemragError
-from training.export import CHECK_TEXTS, ONNX_FILE, st_and_onnx_vectors
+from training.export import CHECK_TEXTS, st_and_onnx_vectors
 from training.st_model import read_prompts
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -133,8 +134,8 @@ def unpack(onnx_dir: Path, out_dir: Path) -> Any:
     for name in TOKENIZER_FILES:
         if (onnx_dir / name).is_file():
             shutil.copyfile(onnx_dir / name, with_tokenizer / name)
-    info = json.loads((onnx_dir / "poemrag_model.json").read_text(encoding="utf-8")) \
-        if (onnx_dir / "poemrag_model.json").is_file() else {}
+    info = json.loads((onnx_dir / MODEL_INFO_FILE).read_text(encoding="utf-8")) \
+        if (onnx_dir / MODEL_INFO_FILE).is_file() else {}
     transformer = Transformer(str(with_tokenizer), max_seq_length=int(info.get("max_length", 128)))
     hidden = transformer.get_embedding_dimension()
     modules: list[Any] = [transformer, Pooling(hidden, "mean")]
