@@ -14,6 +14,7 @@ from training.data import (
     TrainingDataError,
     Triplet,
     ccpm_triplets,
+    char_postings,
     check_positives,
     data_group,
     dev_bucket,
@@ -211,3 +212,11 @@ def test_mined_rows_extend_training_rows_and_never_dev_rows(
             assert row.negatives[0] == source.negatives[0]
             assert len(set(row.negatives)) == len(row.negatives) > 1
             assert row.positive not in row.negatives
+
+
+def test_char_postings_rows_and_counts_of_chinese_characters_only():
+    postings = char_postings(["明日复明日", "床前明月光", "hello 春"])
+    rows, counts = postings["明"]
+    assert rows.tolist() == [0, 1] and counts.tolist() == [2.0, 1.0]
+    assert postings["春"][0].tolist() == [2]
+    assert "h" not in postings and "，" not in postings

@@ -39,6 +39,7 @@ from training.data import (
     AUTHORED_PREFIX,
     TrainingDataError,
     Triplet,
+    char_postings,
     han_chars,
     lint_authored,
     read_triplet_files,
@@ -238,13 +239,10 @@ class LexicalIndex:
 
     def __init__(self, couplets: Sequence[IndexedCouplet]) -> None:
         self.couplets = list(couplets)
-        postings: dict[str, list[int]] = defaultdict(list)
-        for row, c in enumerate(self.couplets):
-            for ch in han_chars(c.text):
-                postings[ch].append(row)
         n = len(self.couplets)
-        self.postings = {ch: np.asarray(p, dtype=np.int64) for ch, p in postings.items()}
-        self.idf = {ch: math.log(n / len(p)) for ch, p in postings.items()}
+        self.postings = {ch: rows for ch, (rows, _) in
+                         char_postings([c.text for c in self.couplets]).items()}
+        self.idf = {ch: math.log(n / len(rows)) for ch, rows in self.postings.items()}
 
     def best(self, message: str, exclude_poem: int, avoid: str, top: int = 20) -> int | None:
         """Point id of the couplet outside ``exclude_poem`` sharing the most characters with

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from poemrag.chinese import HAN_RE
 from poemrag.errors import PoemragError
@@ -195,6 +198,17 @@ def shares_run(anchor: str, positive: str, run: int = OVERLAP_RUN) -> str | None
 def han_chars(text: str) -> set[str]:
     """The distinct Chinese characters of ``text``."""
     return set(HAN_RE.findall(text))
+
+
+def char_postings(texts: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each Chinese character of ``texts`` -> the rows holding it and its count in each row:
+    the inverted index behind every character-overlap score of the project."""
+    postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for row, text in enumerate(texts):
+        for ch, count in Counter(HAN_RE.findall(text)).items():
+            postings[ch].append((row, count))
+    return {ch: (np.array([r for r, _ in p], dtype=np.int64),
+                 np.array([k for _, k in p], dtype=np.float32)) for ch, p in postings.items()}
 
 
 def shared_chars(anchor: str, positive: str) -> set[str]:

@@ -27,6 +27,7 @@ from poemrag.errors import PoemragError
 from training.ccpm import CcpmRow, ccpm_accuracy
 from training.data import (
     Triplet,
+    char_postings,
     data_group,
     is_shortcut_free,
     load_ccpm_split,
@@ -109,19 +110,12 @@ def char_bm25(queries: Sequence[str], docs: Sequence[str], k1: float = 1.2,
               b: float = 0.75) -> np.ndarray:
     """BM25 over Chinese characters, ``[queries, docs]``, each row divided by its maximum: a
     stand-in for a store's full-text index scored beside the dense one."""
-    doc_chars = [HAN_RE.findall(d) for d in docs]
-    lengths = np.array([len(c) for c in doc_chars], dtype=np.float32)
+    lengths = np.array([len(HAN_RE.findall(d)) for d in docs], dtype=np.float32)
     norm = k1 * (1 - b + b * lengths / max(float(lengths.mean()), 1e-9))
-    postings: dict[str, list[tuple[int, int]]] = {}
-    for row, chars in enumerate(doc_chars):
-        for ch in set(chars):
-            postings.setdefault(ch, []).append((row, chars.count(ch)))
     n = len(docs)
     weights = {}
-    for ch, plist in postings.items():
-        rows = np.array([r for r, _ in plist])
-        tf = np.array([t for _, t in plist], dtype=np.float32)
-        idf = np.log(1 + (n - len(plist) + 0.5) / (len(plist) + 0.5))
+    for ch, (rows, tf) in char_postings(docs).items():
+        idf = np.log(1 + (n - len(rows) + 0.5) / (len(rows) + 0.5))
         weights[ch] = (rows, idf * tf * (k1 + 1) / (tf + norm[rows]))
     out = np.zeros((len(queries), n), dtype=np.float32)
     for q, text in enumerate(queries):
