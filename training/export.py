@@ -178,8 +178,8 @@ def export_onnx(model_dir: Path, out_dir: Path, *, int8: bool = False, opset: in
 
 
 def _write_info(out_dir: Path, info: dict[str, Any]) -> None:
-    (out_dir / MODEL_INFO_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n",
-                                     encoding="utf-8")
+    text = json.dumps(info, ensure_ascii=False, indent=2) + "\n"
+    (out_dir / MODEL_INFO_FILE).write_text(text, encoding="utf-8")
 
 
 def _export_section(info: dict[str, Any]) -> str:
