@@ -289,7 +289,8 @@ def test_bad_base_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_train_export_load_and_evaluate_a_tiny_reranker(
-        tiny_st_dir: Path, tiny_onnx_dir: Path, tmp_path: Path) -> None:
+        tiny_st_dir: Path, tiny_onnx_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     from conftest import FIXTURE_CORPUS
 
     from poemrag.reranker import PoemReranker
@@ -311,7 +312,9 @@ def test_train_export_load_and_evaluate_a_tiny_reranker(
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "# poemrag reranker" in card and "| ccpm | 12 |" in card and "| chat_2neg | 18 |" in card
     assert "ccpm_accuracy" in card and "chat_dev_accuracy" in card
+    capsys.readouterr()
     assert export_main([str(out), "--out", str(onnx)]) == 0
+    assert "\nvs cross-encoder: max abs diff " in capsys.readouterr().out
     info = json.loads((onnx / "poemrag_model.json").read_text(encoding="utf-8"))
     assert info["kind"] == "cross-encoder" and info["quantization"] == "none"
     assert info["parity_vs_cross_encoder"]["same_order"] == 1.0

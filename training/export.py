@@ -246,11 +246,19 @@ def st_and_onnx_vectors(st: Any, onnx_dir: Path,
     return ref, got
 
 
+_PARITY_FORMATS: dict[str, Callable[[float], str]] = {
+    "max_abs_diff": lambda v: f"max abs diff {v:.2e}",
+    "min_cosine": lambda v: f"min cosine {v:.6f}",
+    "same_order": lambda v: f"same order {'yes' if v else 'NO'}",
+}
+
+
 def run_export_cli(argv: list[str] | None, *, prog: str, doc: str | None, model_help: str,
                    export: Callable[..., Path], compare: Callable[[Path, Path], dict[str, float]],
-                   parity_key: str, describe: Callable[[dict[str, float]], str]) -> int:
+                   reference: str) -> int:
     """The command line shared by the encoder's and the reranker's export: export, check the
-    export against the training framework's own scores, record the check, print two lines."""
+    export against ``reference`` (the training framework's own scores), record the check as
+    ``parity_vs_<reference>`` in the model info, print two lines."""
     p = argparse.ArgumentParser(prog=prog, description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help=model_help)
@@ -263,7 +271,8 @@ def run_export_cli(argv: list[str] | None, *, prog: str, doc: str | None, model_
         out = export(args.model, args.out, int8=args.int8, opset=args.opset)
         stats = compare(args.model, out)
         info = json.loads((out / MODEL_INFO_FILE).read_text(encoding="utf-8"))
-        info[parity_key] = {k: round(v, 8) for k, v in stats.items()}
+        info["parity_vs_" + reference.replace("-", "_")] = {
+            k: round(v, 8) for k, v in stats.items()}
         _write_info(out, info)
     except (PoemragError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -271,7 +280,7 @@ def run_export_cli(argv: list[str] | None, *, prog: str, doc: str | None, model_
     size = (out / ONNX_FILE).stat().st_size / 2**20
     print(f"exported {out / ONNX_FILE} ({size:.1f} MiB, {'int8' if args.int8 else 'fp32'}) "
           f"in {time.time() - t0:.0f}s")
-    print(describe(stats))
+    print(f"vs {reference}: " + ", ".join(_PARITY_FORMATS[k](v) for k, v in stats.items()))
     return 0
 
 
@@ -279,9 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_export_cli(
         argv, prog="python -m training.export", doc=__doc__,
         model_help="sentence-transformers model directory", export=export_onnx,
-        compare=compare_with_st, parity_key="parity_vs_sentence_transformers",
-        describe=lambda s: (f"vs sentence-transformers: max abs diff {s['max_abs_diff']:.2e}, "
-                            f"min cosine {s['min_cosine']:.6f}"))
+        compare=compare_with_st, reference="sentence-transformers")
 
 
 if __name__ == "__main__":

@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_export_cli(
         argv, prog="python -m training.rerank_export", doc=__doc__,
         model_help="CrossEncoder directory (python -m training.rerank)", export=export_reranker,
-        compare=compare_with_ce, parity_key="parity_vs_cross_encoder",
-        describe=lambda s: (f"vs CrossEncoder: max abs diff {s['max_abs_diff']:.2e}, "
-                            f"same order {'yes' if s['same_order'] else 'NO'}"))
+        compare=compare_with_ce, reference="cross-encoder")
 
 
 if __name__ == "__main__":
