@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "training" / "data"
+from training.data import DEFAULT_DATA_GLOB, data_files
 
 
 def chat_queries(n: int) -> list[str]:
-    """The first ``n`` anchors of training/data/chat_*.jsonl, interleaving the files."""
+    """The first ``n`` anchors of the chat data files, interleaving the files."""
     per_file = [
         [json.loads(line)["anchor"] for line in path.read_text(encoding="utf-8").splitlines() if line]
-        for path in sorted(DATA_DIR.glob("chat_*.jsonl"))
+        for path in data_files()
     ]
     mixed = [q for group in zip(*per_file) for q in group] if per_file else []
     if len(mixed) < n:
-        raise SystemExit(f"only {len(mixed)} chat queries in {DATA_DIR}, {n} requested")
+        raise SystemExit(f"only {len(mixed)} chat queries in {DEFAULT_DATA_GLOB}, {n} requested")
     return mixed[:n]

@@ -107,12 +107,30 @@ def test_build_uses_the_authored_negative_or_a_surface_match_outside_the_poem() 
     assert len(shared_chars(rows[1].anchor, str(second["negative"]))) >= 2
 
 
-def test_check_and_build_commands(tmp_path: Path) -> None:
+def write_index(tmp_path: Path) -> Path:
     index = tmp_path / "couplets.jsonl"
     index.write_text("".join(
         json.dumps({"id": c.id, "text": c.text, "title": c.title, "author": c.author,
                     "poem_index": c.poem_index, "famous": c.famous}, ensure_ascii=False) + "\n"
         for c in COUPLETS), "utf-8")
+    return index
+
+
+def test_candidates_command_leaves_out_the_poems_of_every_data_file(tmp_path: Path) -> None:
+    v2 = tmp_path / "chat_v2_01.jsonl"
+    v2.write_text(json.dumps({"anchor": "老同学杀了只土鸡，喊我去他家吃饭", "positive": COUPLETS[3].text,
+                              "negative": COUPLETS[4].text, "positive_id": 3000},
+                             ensure_ascii=False) + "\n", "utf-8")
+    out = tmp_path / "slices"
+    args = ["--index", str(write_index(tmp_path)), "candidates", "--slices", "1", "--per-slice", "10",
+            "--out", str(out), "--existing", str(v2)]
+    assert main(args) == 0
+    dealt = [json.loads(line)["id"] for line in (out / "slice_1.jsonl").read_text("utf-8").splitlines()]
+    assert {INDEX[i].poem_index for i in dealt} == {1, 4, 6, 7}  # poem 3 has a v2 row
+
+
+def test_check_and_build_commands(tmp_path: Path) -> None:
+    index = write_index(tmp_path)
     raw = tmp_path / "batch.jsonl"
     raw.write_text(
         json.dumps({"id": 1000, "anchor": "加完班扒拉两口外卖，衣服都懒得换就倒头睡了",

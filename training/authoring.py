@@ -37,9 +37,11 @@ import numpy as np
 from poemrag.errors import PoemragError
 from training.data import (
     AUTHORED_PREFIX,
+    DEFAULT_DATA_GLOB,
     TrainingDataError,
     Triplet,
     char_postings,
+    data_files,
     han_chars,
     lint_authored,
     read_triplet_files,
@@ -340,11 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--start", type=int, default=0,
                    help="skip this many poems of the seeded order (the rounds before)")
     c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--existing", type=Path, nargs="*", default=None,
+                   help=f"data files whose poems are left out (default: {DEFAULT_DATA_GLOB})")
     k = sub.add_parser("check", help="check writers' raw files")
     k.add_argument("raw", type=Path, nargs="+")
     b = sub.add_parser("build", help="check raw files and write chat_v2_*.jsonl triplets")
     b.add_argument("raw", type=Path, nargs="+")
-    b.add_argument("--out", type=Path, default=Path("training/data"))
+    b.add_argument("--out", type=Path, default=Path(DEFAULT_DATA_GLOB).parent)
     st = sub.add_parser("stats", help="describe built chat_v2 files")
     st.add_argument("files", type=Path, nargs="+")
     for q in (k, b):
@@ -357,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _existing(args: argparse.Namespace) -> list[Triplet]:
     if args.existing is not None:
         return read_triplet_files(args.existing, warn=False)
-    folder = getattr(args, "out", Path("training/data"))
-    files = [f for f in sorted(folder.glob("chat_*.jsonl")) if not f.name.startswith(AUTHORED_PREFIX)]
-    return read_triplet_files(files, warn=False)
+    folder = getattr(args, "out", None)
+    files = data_files() if folder is None else sorted(folder.glob(Path(DEFAULT_DATA_GLOB).name))
+    return read_triplet_files([f for f in files if not f.name.startswith(AUTHORED_PREFIX)], warn=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -367,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         index = load_index(args.index, args.corpus)
         if args.command == "candidates":
-            existing = _existing(argparse.Namespace(existing=None))
+            existing = read_triplet_files(data_files(args.existing), warn=False)
             by_text = {c.text: c.poem_index for c in index.values()}
             used = {by_text[t.positive] for t in existing if t.positive in by_text}
             args.out.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,18 @@ SHORTCUT_FREE_CHARS = 1
 MESSAGE_CHARS = (8, 80)
 """Shortest and longest authored (v2) message, in characters."""
 
+DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
+"""The project's chat triplet files, from the repository root (every command's default data)."""
+
 AUTHORED_PREFIX = "chat_v2_"
 """File-name prefix of the authored v2 files (rows carry ``positive_id``, stricter checks)."""
+
+
+def data_files(paths: Sequence[Path] | None = None) -> list[Path]:
+    """``paths`` as given, or the project's chat triplet files (:data:`DEFAULT_DATA_GLOB`)."""
+    if paths is not None:
+        return list(paths)
+    return sorted(Path(__file__).resolve().parent.parent.glob(DEFAULT_DATA_GLOB))
 
 
 class TrainingDataError(PoemragError):

@@ -30,9 +30,16 @@ from tqdm import tqdm
 
 from poemrag.errors import ModelError, PoemragError
 from training.ccpm import CcpmRow
-from training.data import Triplet, load_ccpm_split, read_triplet_files, resolve_ccpm_dir, split_dev
+from training.data import (
+    DEFAULT_DATA_GLOB,
+    Triplet,
+    data_files,
+    load_ccpm_split,
+    read_triplet_files,
+    resolve_ccpm_dir,
+    split_dev,
+)
 
-DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
 TEACHER_CHUNK = 4096
 """Texts embedded by the teacher between two cache checkpoints."""
 
@@ -168,7 +175,7 @@ def distill(args: argparse.Namespace) -> Path:
     if dim != teacher.dimension:
         raise ModelError(f"the student makes {dim}-d vectors, the teacher {teacher.dimension}-d")
 
-    files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+    files = data_files(args.data)
     chat = read_triplet_files(files)
     chat_train, chat_dev = split_dev(chat)
     # Train lines only from an explicit --ccpm-dir (as training.train); POEMRAG_CCPM_DIR also

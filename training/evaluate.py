@@ -26,8 +26,10 @@ from poemrag.chinese import HAN_RE
 from poemrag.errors import PoemragError
 from training.ccpm import CcpmRow, ccpm_accuracy
 from training.data import (
+    DEFAULT_DATA_GLOB,
     Triplet,
     char_postings,
+    data_files,
     data_group,
     is_shortcut_free,
     load_ccpm_split,
@@ -36,7 +38,6 @@ from training.data import (
     split_dev,
 )
 
-DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
 BATCH_SIZE = 64
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -252,7 +253,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def load_dev_and_ccpm(args: argparse.Namespace) -> tuple[list[Triplet], list[CcpmRow]]:
     """The dev rows of ``args.data`` (default: every chat file) and CCPM valid, if there."""
-    files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+    files = data_files(args.data)
     _, dev = split_dev(read_triplet_files(files))
     ccpm_dir = resolve_ccpm_dir(args.ccpm_dir)
     if ccpm_dir is None:

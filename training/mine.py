@@ -25,9 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from poemrag.errors import PoemragError
-from training.data import Triplet, read_triplet_files, shares_run, split_dev
-
-DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
+from training.data import (
+    DEFAULT_DATA_GLOB,
+    Triplet,
+    data_files,
+    read_triplet_files,
+    shares_run,
+    split_dev,
+)
 
 Encode = Callable[[list[str]], np.ndarray]
 
@@ -226,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from poemrag.corpus import load_corpus
         from poemrag.embeddings import PoemEmbeddings
 
-        files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+        files = data_files(args.data)
         train, dev = split_dev(read_triplet_files(files))
         if args.write_back:
             train = own_negative_only(train)

@@ -36,7 +36,7 @@ from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingL
 from transformers.trainer_callback import PrinterCallback
 
 from poemrag.errors import ModelError, PoemragError
-from training.data import load_ccpm_split, resolve_ccpm_dir
+from training.data import DEFAULT_DATA_GLOB, load_ccpm_split, resolve_ccpm_dir
 from training.model_card import CardInfo, render_model_card
 from training.rerank_eval import Choice, ccpm_choices, choice_accuracy, triplet_choices
 from training.train import (
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True,
                    help="sentence-transformers encoder, BERT or CrossEncoder directory")
     p.add_argument("--data", type=Path, nargs="*", default=None,
-                   help="triplet JSONL files (default: training/data/chat_*.jsonl)")
+                   help=f"triplet JSONL files (default: {DEFAULT_DATA_GLOB})")
     p.add_argument("--ccpm-dir", type=Path, default=None,
                    help="train on CCPM train.jsonl from this folder (valid.jsonl for evaluation)")
     p.add_argument("--max-negatives", type=int, default=None, metavar="N",

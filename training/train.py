@@ -37,8 +37,10 @@ from transformers.trainer_callback import PrinterCallback
 
 from poemrag.errors import ModelError, PoemragError
 from training.data import (
+    DEFAULT_DATA_GLOB,
     Triplet,
     ccpm_triplets,
+    data_files,
     load_ccpm_split,
     read_triplet_files,
     resolve_ccpm_dir,
@@ -49,7 +51,6 @@ from training.evaluators import CcpmEvaluator, chat_ir_evaluator
 from training.model_card import CardInfo, write_model_card
 
 DEFAULT_BASE = "artifacts/base/poemrag-e5-small-zh-1792"
-DEFAULT_DATA_GLOB = "training/data/chat_*.jsonl"
 CCPM_EVAL_ROWS = 500
 
 
@@ -205,7 +206,7 @@ class TrainingData:
 
 def load_training_data(args: argparse.Namespace) -> TrainingData:
     """Chat JSONL train splits grouped by negative count, plus CCPM train with ``--ccpm-dir``."""
-    files = args.data if args.data is not None else sorted(Path().glob(DEFAULT_DATA_GLOB))
+    files = data_files(args.data)
     triplets = read_triplet_files(files, strict=args.strict)
     chat_train, chat_dev = split_dev(triplets)
     most = getattr(args, "max_negatives", None)
