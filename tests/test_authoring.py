@@ -20,6 +20,7 @@ from training.data import Triplet, lint_authored, read_triplets, shared_chars
 COUPLETS = [
     IndexedCouplet(1000, "归来饱饭黄昏后，不脱蓑衣卧月明。", "牧童", "吕岩", 1, False),
     IndexedCouplet(1001, "草铺横野六七里，笛弄晚风三四声。", "牧童", "吕岩", 1, False),
+    IndexedCouplet(1002, "牧童归去横牛背，短笛无腔信口吹。", "牧童", "吕岩", 1, False),
     IndexedCouplet(2000, "山中相送罢，日暮掩柴扉。", "送别", "王维", 2, True),
     IndexedCouplet(3000, "故人具鸡黍，邀我至田家。", "过故人庄", "孟浩然", 3, False),
     IndexedCouplet(4000, "火锅沸腾夜，三更人未眠。", "夜宴", "无名", 4, False),
@@ -35,16 +36,24 @@ def row(pid: int, anchor: str, line: int, negative_id: int | None = None) -> Raw
 
 
 def test_candidates_are_disjoint_one_per_poem_and_skip_famous_used_and_ritual_poems() -> None:
-    slices = deal_candidates(INDEX, slices=2, per_slice=10, used_poems={6}, seed=0)
+    slices = deal_candidates(INDEX, slices=2, per_slice=10, used_couplets={6000}, seed=0)
     picked = [c for part in slices for c in part]
     poems = [c.poem_index for c in picked]
     assert len(poems) == len(set(poems)) == 4  # poems 1, 3, 4, 7
     assert set(poems) == {1, 3, 4, 7}
     assert not {c.id for c in slices[0]} & {c.id for c in slices[1]}
-    assert deal_candidates(INDEX, 2, 10, {6}, seed=0) == slices
-    first = deal_candidates(INDEX, 1, 2, {6}, seed=0)[0]
-    later = deal_candidates(INDEX, 1, 2, {6}, seed=0, start=2)[0]
+    assert deal_candidates(INDEX, 2, 10, {6000}, seed=0) == slices
+    first = deal_candidates(INDEX, 1, 2, {6000}, seed=0)[0]
+    later = deal_candidates(INDEX, 1, 2, {6000}, seed=0, start=2)[0]
     assert {c.poem_index for c in first} | {c.poem_index for c in later} == {1, 3, 4, 7}
+
+
+def test_second_round_deals_another_couplet_of_poems_with_one_row() -> None:
+    for seed in range(5):
+        [second] = deal_candidates(INDEX, 1, 10, {1000, 3000, 6000}, seed=seed, poem_rows=1)
+        assert {c.poem_index for c in second} == {1}  # 3 and 6 have no other quotable couplet
+        assert second[0].id in {1001, 1002}
+    assert deal_candidates(INDEX, 1, 10, {1000, 1001}, seed=0, poem_rows=1) == [[]]  # 1002 only
 
 
 def test_shared_characters_count_distinct_chinese_characters_only() -> None:
@@ -60,22 +69,31 @@ def test_shared_characters_count_distinct_chinese_characters_only() -> None:
 def test_check_reports_every_rule_with_file_and_line() -> None:
     rows = [
         row(1000, "加完班扒拉两口外卖，衣服都懒得换就倒头睡了", 1),
-        row(1001, "周末陪孩子去郊外放风筝，远处有人在吹口琴", 2),   # same poem as line 1
+        row(1001, "周末陪孩子去郊外放风筝，远处有人在吹口琴", 2),   # second couplet of a poem: fine
         row(3000, "老同学杀了只土鸡，喊我周末去他乡下住两天", 3),
-        row(3000, "好短", 4),                                       # too short (and same poem)
+        row(3000, "好短", 4),                                       # too short (and same couplet)
         row(9999, "不存在的编号写的一条消息", 5),
         row(7000, "打仗的时候一封信可比什么都贵重，战火连三个月", 6),  # shares 4 characters
         row(4000, "加完班扒拉两口外卖，衣服都懒得换就倒头睡了", 7),   # duplicate message
         row(6000, "周末在江边看人钓鱼，大家都馋那口鲜", 8, negative_id=6000),
     ]
     problems = check_rows(rows, INDEX)
-    assert "raw.jsonl:2: a second row for poem 《牧童》 (first at raw.jsonl:1)" in problems
+    assert not [p for p in problems if p.startswith("raw.jsonl:2:")]
+    assert "raw.jsonl:4: the couplet already has a row (raw.jsonl:3)" in problems
     assert "raw.jsonl:4: message has 2 characters (allowed 8-80)" in problems
     assert "raw.jsonl:5: 9999 is not a corpus point id" in problems
     assert any(p.startswith("raw.jsonl:6: message shares 4 characters") for p in problems)
     assert "raw.jsonl:7: duplicate message (first at raw.jsonl:1)" in problems
     assert "raw.jsonl:8: the negative comes from the positive's own poem" in problems
     assert not [p for p in problems if p.startswith("raw.jsonl:3:")]
+
+
+def test_a_poem_gives_at_most_two_rows_counting_existing_ones() -> None:
+    existing = [Triplet("傍晚骑着电动车回家，路边有人在吹笛子", COUPLETS[1].text, ("y",), "old.jsonl:3")]
+    rows = [row(1000, "加完班扒拉两口外卖，衣服都懒得换就倒头睡了", 1),
+            row(1002, "小侄子放学路上骑在他爸肩膀上，嘴里瞎哼着歌", 2)]
+    assert check_rows(rows, INDEX, existing) == [
+        "raw.jsonl:2: poem 《牧童》 already has 2 rows (old.jsonl:3, raw.jsonl:1)"]
 
 
 def test_existing_rows_take_their_messages() -> None:
@@ -118,8 +136,8 @@ def write_index(tmp_path: Path) -> Path:
 
 def test_candidates_command_leaves_out_the_poems_of_every_data_file(tmp_path: Path) -> None:
     v2 = tmp_path / "chat_v2_01.jsonl"
-    v2.write_text(json.dumps({"anchor": "老同学杀了只土鸡，喊我去他家吃饭", "positive": COUPLETS[3].text,
-                              "negative": COUPLETS[4].text, "positive_id": 3000},
+    v2.write_text(json.dumps({"anchor": "老同学杀了只土鸡，喊我去他家吃饭", "positive": INDEX[3000].text,
+                              "negative": INDEX[4000].text, "positive_id": 3000},
                              ensure_ascii=False) + "\n", "utf-8")
     out = tmp_path / "slices"
     args = ["--index", str(write_index(tmp_path)), "candidates", "--slices", "1", "--per-slice", "10",

@@ -27,7 +27,7 @@ import random
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -57,6 +57,10 @@ QUOTABLE_RE = re.compile(r"^(?:[^，。？！；]{5}，[^，。？！；]{5}|[^�
 
 SKIP_TITLE_WORDS = ("应制", "奉和", "郊庙", "乐章", "祀", "享", "册", "朝会", "舞曲", "偈")
 """Titles of ritual, court and liturgical poems: no everyday chat message fits them."""
+
+ROWS_PER_POEM = 2
+"""A poem gives at most this many rows, each a different couplet: a second couplet of a poem
+that fits modern life is worth more than a strained first one of a poem that does not."""
 
 NEAR_DUPLICATE_RATIO = 0.75
 """Two messages whose difflib ratio reaches this are one message pattern written twice."""
@@ -110,15 +114,22 @@ def is_quotable(c: IndexedCouplet) -> bool:
 
 
 def deal_candidates(
-    index: dict[int, IndexedCouplet], slices: int, per_slice: int, used_poems: set[int], seed: int,
-    start: int = 0,
+    index: dict[int, IndexedCouplet], slices: int, per_slice: int, used_couplets: Collection[int],
+    seed: int, start: int = 0, poem_rows: int = 0,
 ) -> list[list[IndexedCouplet]]:
-    """``slices`` disjoint lists of one seeded-random quotable couplet per poem, leaving out
-    唐诗三百首 and ``used_poems``; ``start`` skips that many poems of the seeded order (a later
-    round with the same seed gets poems no earlier round had)."""
+    """``slices`` disjoint lists of one seeded-random quotable couplet per poem, from the poems
+    with exactly ``poem_rows`` of ``used_couplets`` (0: poems without a row; 1: a second couplet
+    of poems with one), leaving out 唐诗三百首 and the used couplets themselves; ``start`` skips
+    that many poems of the seeded order (a later round with the same seed gets poems no earlier
+    round had)."""
+    if not 0 <= poem_rows < ROWS_PER_POEM:
+        raise TrainingDataError(f"poem_rows must be 0-{ROWS_PER_POEM - 1}, not {poem_rows}")
+    used = set(used_couplets)
+    rows_of = Counter(index[i].poem_index for i in used if i in index)
     by_poem: dict[int, list[IndexedCouplet]] = defaultdict(list)
     for c in index.values():
-        if not c.famous and c.poem_index not in used_poems and is_quotable(c):
+        if (not c.famous and rows_of[c.poem_index] == poem_rows and c.id not in used
+                and is_quotable(c)):
             by_poem[c.poem_index].append(c)
     rng = random.Random(seed)
     poems = sorted(by_poem)
@@ -200,9 +211,14 @@ def check_rows(
 ) -> list[str]:
     """Every problem of ``rows``, one ``file:line: message`` line each."""
     problems: list[str] = []
-    poem_seen: dict[int, str] = {}
-    used_poems = {index[t.positive_id].poem_index for t in existing
-                  if t.positive_id is not None and t.positive_id in index}
+    by_text = {c.text: c for c in index.values()}
+    couplet_seen: dict[str, str] = {}
+    poem_rows: dict[int, list[str]] = defaultdict(list)
+    for t in existing:
+        c = index.get(t.positive_id) if t.positive_id is not None else by_text.get(t.positive)
+        couplet_seen.setdefault(t.positive, t.where)
+        if c is not None:
+            poem_rows[c.poem_index].append(t.where)
     anchors_seen = {t.anchor: t.where for t in existing}
     for r in rows:
         c = index.get(r.id)
@@ -211,12 +227,13 @@ def check_rows(
             continue
         t = Triplet(r.anchor, c.text, (), r.where, r.id)
         problems += lint_authored(t)
-        if c.poem_index in poem_seen:
-            problems.append(f"{r.where}: a second row for poem 《{c.title}》 (first at "
-                            f"{poem_seen[c.poem_index]})")
-        elif c.poem_index in used_poems:
-            problems.append(f"{r.where}: poem 《{c.title}》 already has a row in the data files")
-        poem_seen.setdefault(c.poem_index, r.where)
+        if c.text in couplet_seen:
+            problems.append(f"{r.where}: the couplet already has a row ({couplet_seen[c.text]})")
+        elif len(poem_rows[c.poem_index]) >= ROWS_PER_POEM:
+            problems.append(f"{r.where}: poem 《{c.title}》 already has {ROWS_PER_POEM} rows "
+                            f"({', '.join(poem_rows[c.poem_index])})")
+        couplet_seen.setdefault(c.text, r.where)
+        poem_rows[c.poem_index].append(r.where)
         if r.anchor in anchors_seen:
             problems.append(f"{r.where}: duplicate message (first at {anchors_seen[r.anchor]})")
         anchors_seen.setdefault(r.anchor, r.where)
@@ -341,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--start", type=int, default=0,
                    help="skip this many poems of the seeded order (the rounds before)")
+    c.add_argument("--poem-rows", type=int, default=0, choices=range(ROWS_PER_POEM),
+                   help="deal poems with this many rows already (1: a second couplet of each)")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--existing", type=Path, nargs="*", default=None,
                    help=f"data files whose poems are left out (default: {DEFAULT_DATA_GLOB})")
@@ -372,11 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         index = load_index(args.index, args.corpus)
         if args.command == "candidates":
             existing = read_triplet_files(data_files(args.existing), warn=False)
-            by_text = {c.text: c.poem_index for c in index.values()}
+            by_text = {c.text: c.id for c in index.values()}
             used = {by_text[t.positive] for t in existing if t.positive in by_text}
             args.out.mkdir(parents=True, exist_ok=True)
             parts = deal_candidates(index, args.slices, args.per_slice, used, args.seed,
-                                    args.start)
+                                    args.start, args.poem_rows)
             for k, part in enumerate(parts, start=1):
                 path = args.out / f"slice_{k}.jsonl"
                 path.write_text("".join(
