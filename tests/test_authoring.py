@@ -54,6 +54,8 @@ def test_second_round_deals_another_couplet_of_poems_with_one_row() -> None:
         assert {c.poem_index for c in second} == {1}  # 3 and 6 have no other quotable couplet
         assert second[0].id in {1001, 1002}
     assert deal_candidates(INDEX, 1, 10, {1000, 1001}, seed=0, poem_rows=1) == [[]]  # 1002 only
+    twin = {**INDEX, 8000: IndexedCouplet(8000, INDEX[3000].text, "过故人庄（一作）", "无名", 8, False)}
+    assert 8 not in {c.poem_index for c in deal_candidates(twin, 1, 10, {3000}, seed=0)[0]}
 
 
 def test_shared_characters_count_distinct_chinese_characters_only() -> None:

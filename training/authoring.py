@@ -119,16 +119,19 @@ def deal_candidates(
 ) -> list[list[IndexedCouplet]]:
     """``slices`` disjoint lists of one seeded-random quotable couplet per poem, from the poems
     with exactly ``poem_rows`` of ``used_couplets`` (0: poems without a row; 1: a second couplet
-    of poems with one), leaving out 唐诗三百首 and the used couplets themselves; ``start`` skips
+    of poems with one), leaving out 唐诗三百首 and the used couplets' texts; ``start`` skips
     that many poems of the seeded order (a later round with the same seed gets poems no earlier
     round had)."""
     if not 0 <= poem_rows < ROWS_PER_POEM:
         raise TrainingDataError(f"poem_rows must be 0-{ROWS_PER_POEM - 1}, not {poem_rows}")
-    used = set(used_couplets)
-    rows_of = Counter(index[i].poem_index for i in used if i in index)
+    used = [index[i] for i in used_couplets if i in index]
+    rows_of = Counter(c.poem_index for c in used)
+    # The corpus holds some poems twice (under two titles or poets): a used couplet's text is
+    # used wherever it appears.
+    used_texts = {c.text for c in used}
     by_poem: dict[int, list[IndexedCouplet]] = defaultdict(list)
     for c in index.values():
-        if (not c.famous and rows_of[c.poem_index] == poem_rows and c.id not in used
+        if (not c.famous and rows_of[c.poem_index] == poem_rows and c.text not in used_texts
                 and is_quotable(c)):
             by_poem[c.poem_index].append(c)
     rng = random.Random(seed)
