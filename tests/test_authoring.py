@@ -168,6 +168,16 @@ def test_check_and_build_commands(tmp_path: Path) -> None:
     assert problems == [] and [t.positive_id for t in built] == [1000, 3000]
     assert all(lint_authored(t) == [] for t in built)
 
+    # A later round goes to the next file; by default it is checked against every file of --out.
+    later = tmp_path / "later.jsonl"
+    later.write_text(
+        json.dumps({"id": 1000, "anchor": "下班路上看见晚霞，突然不想回家了"}, ensure_ascii=False) + "\n"
+        + json.dumps({"id": 4000, "anchor": "加班到深夜，出门一抬头月亮明晃晃的"},
+                     ensure_ascii=False) + "\n", "utf-8")
+    assert main(["--index", str(index), "build", str(later), "--out", str(out)]) == 0
+    assert [t.positive_id for t in read_triplets(out / "chat_v2_01.jsonl")[0]] == [1000, 3000]
+    assert [t.positive_id for t in read_triplets(out / "chat_v2_02.jsonl")[0]] == [4000]
+
 
 def test_stats_describe_rows_poems_lengths_and_overlap() -> None:
     from training.authoring import stats

@@ -306,12 +306,14 @@ def build_rows(rows: Sequence[RawRow], index: dict[int, IndexedCouplet]) -> list
 
 
 def write_files(rows: Sequence[dict[str, object]], out_dir: Path, per_file: int = FILE_ROWS) -> list[Path]:
-    """``chat_v2_01.jsonl``... of ``per_file`` rows each, replacing earlier ones."""
+    """New ``chat_v2_NN.jsonl`` files of ``per_file`` rows each, numbered after the folder's
+    existing ones (which stay as they are)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob(f"{AUTHORED_PREFIX}*.jsonl"):
-        old.unlink()
+    taken = [int(m.group(1)) for f in out_dir.glob(f"{AUTHORED_PREFIX}*.jsonl")
+             if (m := re.fullmatch(rf"{AUTHORED_PREFIX}(\d+)\.jsonl", f.name))]
+    first = max(taken, default=0) + 1
     paths: list[Path] = []
-    for k, start in enumerate(range(0, len(rows), per_file), start=1):
+    for k, start in enumerate(range(0, len(rows), per_file), start=first):
         path = out_dir / f"{AUTHORED_PREFIX}{k:02d}.jsonl"
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
                                 for r in rows[start : start + per_file]), "utf-8")
@@ -375,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("files", type=Path, nargs="+")
     for q in (k, b):
         q.add_argument("--existing", type=Path, nargs="*", default=None,
-                       help="data files whose messages and poems are taken (default: the "
-                            "chat files of --out's folder that are not v2)")
+                       help="data files whose messages and poems are taken (default: every "
+                            f"chat file of --out's folder, or {DEFAULT_DATA_GLOB})")
     return p
 
 
@@ -385,7 +387,7 @@ def _existing(args: argparse.Namespace) -> list[Triplet]:
         return read_triplet_files(args.existing, warn=False)
     folder = getattr(args, "out", None)
     files = data_files() if folder is None else sorted(folder.glob(Path(DEFAULT_DATA_GLOB).name))
-    return read_triplet_files([f for f in files if not f.name.startswith(AUTHORED_PREFIX)], warn=False)
+    return read_triplet_files(files, warn=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
